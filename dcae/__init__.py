@@ -1,0 +1,35 @@
+"""dcae: Learned Image Compression with Dictionary-based Entropy Model
+(Lu et al., CVPR 2025) as CompressAI modules.
+
+Public API::
+
+    from dcae import DictionaryCrossAttention, MSFA, DCAEEntropyModel, DCAEModel
+"""
+
+from __future__ import annotations
+
+from .attention import attention_backend, get_attention_backend, set_attention_backend
+from .config import PRESETS, DCAEConfig, get_config
+from .dictionary import MSFA, DictionaryCrossAttention
+from .entropy_model import DCAEEntropyModel
+from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+from .model import DCAEModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DCAEConfig",
+    "DCAEEntropyModel",
+    "DCAEError",
+    "DCAEModel",
+    "DecodingError",
+    "DictionaryCrossAttention",
+    "FormatError",
+    "MSFA",
+    "ModelMismatchError",
+    "PRESETS",
+    "attention_backend",
+    "get_attention_backend",
+    "get_config",
+    "set_attention_backend",
+]

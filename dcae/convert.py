@@ -1,0 +1,260 @@
+"""Checkpoint layouts: the official implementation's and dcae's.
+
+The official ``train.py`` saves ``{"state_dict": ...}`` (keys possibly
+prefixed ``module.`` by DataParallel/DDP) with the module names of
+``models/dcae.py``.  :func:`to_dcae_layout` maps such a state dict to this
+package's names and :func:`to_official_layout` maps back; the two are exact
+inverses on every tensor.  :func:`infer_config` reads a
+:class:`~dcae.config.DCAEConfig` off the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+import torch
+from torch import Tensor
+
+from .config import DCAEConfig
+from .errors import ModelMismatchError
+
+__all__ = ["infer_config", "is_official_layout", "to_dcae_layout", "to_official_layout"]
+
+# (official, dcae) key-prefix pairs; '#' stands for an integer
+_PREFIXES: List[Tuple[str, str]] = [
+    ("dt_cross_attention.#.", "latent_codec.y.cross_attention.#."),
+    ("cc_mean_transforms.", "latent_codec.y.mean_transforms."),
+    ("cc_scale_transforms.", "latent_codec.y.scale_transforms."),
+    ("lrp_transforms.", "latent_codec.y.lrp_transforms."),
+    ("gaussian_conditional.", "latent_codec.y.gaussian_conditional."),
+    ("entropy_bottleneck.", "latent_codec.hyper.entropy_bottleneck."),
+    ("h_a.", "latent_codec.hyper.h_a."),
+    ("h_z_s1.", "latent_codec.hyper.h_s.scales."),
+    ("h_z_s2.", "latent_codec.hyper.h_s.means."),
+    ("g_a.", "g_a."),
+    ("g_s.", "g_s."),
+]
+
+# rules on the rest of a key inside a Swin stage ('*': the remaining path)
+_SWIN: List[Tuple[str, str]] = [
+    ("#.layers.#.ln1.*", "#.blocks.#.norm1.*"),
+    ("#.layers.#.ln2.*", "#.blocks.#.norm2.*"),
+    ("#.layers.#.msa.embedding_layer.*", "#.blocks.#.attn.qkv.*"),
+    ("#.layers.#.msa.linear.*", "#.blocks.#.attn.proj.*"),
+    ("#.layers.#.msa.relative_position_params", "#.blocks.#.attn.relative_position_bias"),
+    ("#.layers.#.mlp.dwconv.dwconv.*", "#.blocks.#.ffn.dwconv.*"),
+    ("#.layers.#.mlp.*", "#.blocks.#.ffn.*"),
+    ("#.layers.#.*", "#.blocks.#.*"),
+]
+
+# rules on the rest of a key inside one dictionary cross-attention
+_CROSS: List[Tuple[str, str]] = [
+    ("x_trans.*", "in_proj.*"),
+    ("ln_scale.*", "norm_msfa.*"),
+    ("msa.s.*", "msfa.in_conv.*"),
+    ("msa.dense.conv_layers.#.1.in_trans.*", "msfa.units.#.conv1.*"),
+    ("msa.dense.conv_layers.#.1.dw_conv.*", "msfa.units.#.dwconv.*"),
+    ("msa.dense.conv_layers.#.1.out_trans.*", "msfa.units.#.conv2.*"),
+    ("msa.dense.proj.*", "msfa.merge.*"),
+    ("msa.spatial_atte.conv1.*", "msfa.spatial_attention.conv.*"),
+    ("lnx.*", "norm_q.*"),
+    ("q_trans.*", "q_proj.*"),
+    ("dict_ln.*", "norm_dict.*"),
+    ("k.*", "k_proj.*"),
+    ("linear.*", "out_proj.*"),
+    ("ln_mlp.*", "norm_ffn.*"),
+    ("mlp.dwconv.dwconv.*", "ffn.dwconv.*"),
+    ("mlp.*", "ffn.*"),
+    ("output_trans.0.*", "out.*"),
+    ("scale", "temperature"),
+    ("res_scale_#.*", "res_scale_#.*"),
+]
+
+
+def _compile(pattern: str, prefix: bool = False) -> re.Pattern[str]:
+    rx = re.escape(pattern).replace("\\#", r"(\d+)").replace("\\*", r"(.+)")
+    return re.compile("^" + rx + ("" if prefix else "$"))
+
+
+def _fill(template: str, groups: Tuple[str, ...]) -> str:
+    it = iter(groups)
+    return "".join(next(it) if ch in "#*" else ch for ch in template)
+
+
+def _translate(key: str, rules: List[Tuple[str, str]], forward: bool, prefix: bool = False):
+    """Apply the first matching rule; returns (new_key_part, rest) or None."""
+    for a, b in rules:
+        src, dst = (a, b) if forward else (b, a)
+        m = _compile(src, prefix).match(key)
+        if m:
+            n_dst = sum(ch in "#*" for ch in dst)
+            return _fill(dst, m.groups()[:n_dst]), key[m.end() :]
+    return None
+
+
+def _unwrap(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    sd: Any = state_dict
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
+            sd = sd[wrapper]
+            break
+    if not isinstance(sd, Mapping):
+        raise ModelMismatchError("checkpoint is not a state dict")
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(k, str):
+            raise ModelMismatchError(f"checkpoint key {k!r} is not a string")
+        out[k[len("module.") :] if k.startswith("module.") else k] = v
+    return out
+
+
+def is_official_layout(state_dict: Mapping[str, Any]) -> bool:
+    """True if the (unwrapped) state dict uses the official implementation's names."""
+    sd = _unwrap(state_dict)
+    return "dt" in sd or any(k.startswith("dt_cross_attention.") for k in sd)
+
+
+def _convert(sd: Dict[str, Any], forward: bool) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    dict_src, dict_dst = ("dt", "latent_codec.y.dictionary")
+    if not forward:
+        dict_src, dict_dst = dict_dst, dict_src
+    for key, value in sd.items():
+        if key == dict_src:
+            out[dict_dst] = value
+            continue
+        hit = _translate(key, _PREFIXES, forward, prefix=True)
+        if hit is None:
+            raise ModelMismatchError(f"unexpected checkpoint key {key!r}")
+        head, rest = hit
+        if "cross_attention" in head or "dt_cross_attention" in head:
+            sub = _translate(rest, _CROSS, forward)
+            if sub is None:
+                raise ModelMismatchError(f"unexpected checkpoint key {key!r}")
+            rest = sub[0]
+            if rest in ("temperature", "scale") and isinstance(value, Tensor):
+                value = value.reshape(-1) if forward else value.reshape(-1, 1, 1)
+        else:
+            sub = _translate(rest, _SWIN, forward)
+            if sub is not None:
+                rest = sub[0]
+        out[head + rest] = value
+    return out
+
+
+def to_dcae_layout(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Unwrap, strip ``module.`` and convert official names; dcae layouts pass through."""
+    sd = _unwrap(state_dict)
+    return _convert(sd, forward=True) if is_official_layout(sd) else sd
+
+
+def to_official_layout(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Convert a dcae state dict to the official implementation's names."""
+    sd = _unwrap(state_dict)
+    return sd if is_official_layout(sd) else _convert(sd, forward=False)
+
+
+def _count(sd: Mapping[str, Any], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in sd for m in [rx.match(k)] if m})
+
+
+def infer_config(state_dict: Mapping[str, Any]) -> DCAEConfig:
+    """Read a :class:`DCAEConfig` off the shapes of a dcae-layout state dict."""
+    sd = _unwrap(state_dict)
+    try:
+        return _infer(sd)
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as e:
+        raise ModelMismatchError(f"state dict is not a DCAE model: {e}") from e
+
+
+def _infer(sd: Mapping[str, Tensor]) -> DCAEConfig:
+    shape: Callable[[str], torch.Size] = lambda k: sd[k].shape  # noqa: E731
+    feats = tuple(shape(f"g_a.{i}.conv.weight")[0] for i in (0, 2, 4))
+    depths = tuple(_count(sd, rf"g_a\.{i}\.blocks\.(\d+)\.") for i in (1, 3, 5))
+
+    def head_dim(prefix: str, dim: int, default: int) -> Tuple[int, int]:
+        k = f"{prefix}.blocks.0.attn.relative_position_bias"
+        if k not in sd:
+            return default, -1
+        heads, side = shape(k)[0], shape(k)[1]
+        return dim // heads, (side + 1) // 2
+
+    base = DCAEConfig()
+    hd, windows = [], []
+    for i, f, default in zip((1, 3, 5), feats, base.head_dims):
+        d, w = head_dim(f"g_a.{i}", f, default)
+        hd.append(d)
+        windows.append(w)
+    shd = []
+    for i, f, default in zip((1, 3, 5), reversed(feats), reversed(base.head_dims)):
+        d, w = head_dim(f"g_s.{i}", f, default)
+        shd.append(d)
+        windows.append(w)
+    window = max(windows) if max(windows) > 0 else base.window_size
+    ha = "latent_codec.hyper.h_a"
+    n = shape(f"{ha}.0.conv.weight")[0]
+    hyper_depth = _count(sd, rf"{ha}\.1\.blocks\.(\d+)\.")
+    hhd, hw = head_dim(f"{ha}.1", n, base.hyper_head_dim)
+    y = "latent_codec.y"
+    num_slices = _count(sd, rf"{y}\.mean_transforms\.(\d+)\.")
+    sizes = tuple(
+        shape(f"{y}.mean_transforms.{i}.{_last_conv(sd, f'{y}.mean_transforms.{i}')}.weight")[0]
+        for i in range(num_slices)
+    )
+    m = sum(sizes)
+    ctx = [shape(f"{y}.cross_attention.{i}.in_proj.weight")[1] for i in range(num_slices)]
+    side = ctx[0]
+    support = 0
+    for i in range(1, num_slices):
+        if ctx[i] > ctx[i - 1]:
+            support = i
+    max_support = num_slices if support == num_slices - 1 else support
+    dict_entries, dict_dim = shape(f"{y}.dictionary")
+    heads = sd[f"{y}.cross_attention.0.temperature"].numel()
+    msfa_depth = _count(sd, rf"{y}\.cross_attention\.0\.msfa\.units\.(\d+)\.")
+    mlp_ratio = shape(f"{y}.cross_attention.0.ffn.fc1.weight")[0] // dict_dim
+    n_layers = int(_last_conv(sd, f"{y}.mean_transforms.0")) // 2
+    hidden = tuple(shape(f"{y}.mean_transforms.0.{2 * j}.weight")[0] for j in range(n_layers))
+    lrp = any(k.startswith(f"{y}.lrp_transforms.") for k in sd)
+    if side != 2 * m:
+        raise ValueError(f"side channels {side} != 2*M={2 * m}")
+    equal = len(set(sizes)) == 1
+    return DCAEConfig(
+        image_channels=shape("g_a.0.conv.weight")[1],
+        feature_dims=feats,  # type: ignore[arg-type]
+        depths=depths,  # type: ignore[arg-type]
+        head_dims=tuple(hd),  # type: ignore[arg-type]
+        synthesis_head_dims=None if shd == hd[::-1] else tuple(shd),  # type: ignore[arg-type]
+        window_size=window,
+        N=n,
+        M=m,
+        z_channels=shape(f"{ha}.2.weight")[0],
+        hyper_depth=hyper_depth,
+        hyper_head_dim=hhd,
+        hyper_window_size=hw if hw > 0 else base.hyper_window_size,
+        num_slices=num_slices,
+        slice_sizes=None if equal else sizes,
+        max_support_slices=max_support,
+        dict_entries=dict_entries,
+        dict_heads=heads,
+        dict_dim=dict_dim,
+        msfa_depth=msfa_depth,
+        mlp_ratio=mlp_ratio,
+        entropy_hidden=hidden,
+        lrp=lrp,
+        name="inferred",
+    )
+
+
+def _last_conv(sd: Mapping[str, Any], prefix: str) -> str:
+    indices = sorted(
+        int(m.group(1))
+        for k in sd
+        for m in [re.match(rf"{re.escape(prefix)}\.(\d+)\.weight$", k)]
+        if m
+    )
+    if not indices:
+        raise KeyError(prefix)
+    return str(indices[-1])

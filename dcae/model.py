@@ -1,0 +1,202 @@
+"""DCAE: the full codec of Lu et al., CVPR 2025, as a CompressAI model.
+
+::
+
+           ┌───┐  y  ┌─────────────────────────────────────────┐ y_hat ┌───┐
+    x ──►──┤g_a├──►──┤ HyperpriorLatentCodec                   ├───►───┤g_s├──►── x_hat
+           └───┘     │   hyper: h_a -> z -> EB (STE) -> h_s    │       └───┘
+                     │   y:     DCAEEntropyModel(side_params)  │
+                     └─────────────────────────────────────────┘
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import HyperLatentCodec, HyperpriorLatentCodec
+from compressai.models import SimpleVAECompressionModel
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+from .config import DCAEConfig, get_config
+from .entropy_model import DCAEEntropyModel
+from .layers import DownsampleStack, SwinStage, UpsampleStack
+
+__all__ = ["DCAEModel", "HyperSynthesis"]
+
+
+class HyperSynthesis(nn.Module):
+    """Two hyper synthesis branches; returns ``cat([scales, means])``.
+
+    Each branch: transposed conv 3x3 stride 2, a Swin stage, three residual
+    bottlenecks and a transposed conv 5x5 stride 2 to ``M`` channels.
+    Shapes: ``(b, z, h, w) -> (b, 2M, 4h, 4w)``.
+    """
+
+    def __init__(self, cfg: DCAEConfig):
+        super().__init__()
+
+        def branch() -> nn.Sequential:
+            return nn.Sequential(
+                deconv(cfg.z_channels, cfg.N, kernel_size=3, stride=2),
+                SwinStage(cfg.N, cfg.hyper_head_dim, cfg.hyper_window_size, cfg.hyper_depth),
+                UpsampleStack(cfg.N, cfg.M),
+            )
+
+        self.scales = branch()
+        self.means = branch()
+
+    def forward(self, z_hat: Tensor) -> Tensor:
+        return torch.cat([self.scales(z_hat), self.means(z_hat)], dim=1)
+
+
+def _analysis(cfg: DCAEConfig) -> nn.Sequential:
+    f, d, hd, w = cfg.feature_dims, cfg.depths, cfg.head_dims, cfg.window_size
+    return nn.Sequential(
+        DownsampleStack(cfg.image_channels, f[0]),
+        SwinStage(f[0], hd[0], w, d[0]),
+        DownsampleStack(f[0], f[1]),
+        SwinStage(f[1], hd[1], w, d[1]),
+        DownsampleStack(f[1], f[2]),
+        SwinStage(f[2], hd[2], w, d[2]),
+        conv(f[2], cfg.M, kernel_size=5, stride=2),
+    )
+
+
+def _synthesis(cfg: DCAEConfig) -> nn.Sequential:
+    f, d, hd, w = cfg.feature_dims, cfg.depths, cfg.synth_head_dims, cfg.window_size
+    return nn.Sequential(
+        deconv(cfg.M, f[2], kernel_size=5, stride=2),
+        SwinStage(f[2], hd[0], w, d[2]),
+        UpsampleStack(f[2], f[1]),
+        SwinStage(f[1], hd[1], w, d[1]),
+        UpsampleStack(f[1], f[0]),
+        SwinStage(f[0], hd[2], w, d[0]),
+        UpsampleStack(f[0], cfg.image_channels),
+    )
+
+
+class DCAEModel(SimpleVAECompressionModel):
+    """The DCAE codec (Lu et al., "Learned Image Compression with
+    Dictionary-based Entropy Model", CVPR 2025).
+
+    ``g_a`` and ``g_s`` are residual-bottleneck/Swin transforms with stride 16;
+    the latent is coded by a :class:`~compressai.latent_codecs.HyperpriorLatentCodec`
+    whose ``hyper`` part is CompressAI's ``HyperLatentCodec`` (entropy
+    bottleneck, median-centred STE) and whose ``y`` part is
+    :class:`~dcae.DCAEEntropyModel`.
+
+    Any image size works: the latent is ``ceil(H/16) x ceil(W/16)``, windows
+    that do not divide a feature map are padded and masked inside the
+    attention, and ``x_hat`` is cropped back to ``H x W``.
+
+    Args:
+        config: a :class:`~dcae.config.DCAEConfig` or preset name
+            (``"paper"``, ``"ablation"``, ``"small"``).
+        **overrides: fields of the config to change.
+    """
+
+    def __init__(self, config: DCAEConfig | str = "paper", **overrides: Any):
+        super().__init__()
+        cfg = get_config(config, **overrides)
+        self.config = cfg
+        self.g_a = _analysis(cfg)
+        self.g_s = _synthesis(cfg)
+        h_a = nn.Sequential(
+            DownsampleStack(cfg.M, cfg.N),
+            SwinStage(cfg.N, cfg.hyper_head_dim, cfg.hyper_window_size, cfg.hyper_depth),
+            conv(cfg.N, cfg.z_channels, kernel_size=3, stride=2),
+        )
+        entropy_model = DCAEEntropyModel(
+            cfg.M,
+            cfg.num_slices,
+            slice_sizes=cfg.slice_sizes,
+            side_channels=2 * cfg.M,
+            max_support_slices=cfg.max_support_slices,
+            dict_entries=cfg.dict_entries,
+            dict_dim=cfg.dict_dim,
+            dict_heads=cfg.dict_heads,
+            msfa_depth=cfg.msfa_depth,
+            mlp_ratio=cfg.mlp_ratio,
+            hidden_channels=cfg.entropy_hidden,
+            lrp=cfg.lrp,
+        )
+        self.latent_codec = HyperpriorLatentCodec(
+            latent_codec={
+                "y": entropy_model,
+                "hyper": HyperLatentCodec(
+                    EntropyBottleneck(cfg.z_channels), h_a, HyperSynthesis(cfg), quantizer="ste"
+                ),
+            }
+        )
+
+    @property
+    def entropy_model(self) -> DCAEEntropyModel:
+        """The :class:`DCAEEntropyModel` coding ``y``."""
+        return self.latent_codec.y  # type: ignore[return-value]
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Spatial stride of ``g_a`` (16) times that of the hyperprior (4)."""
+        return 64
+
+    def _check_image(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.config.image_channels:
+            raise ValueError(
+                f"expected images (b, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"empty image {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Dict[str, Any]:
+        """``{"x_hat", "likelihoods": {"y", "z"}}``; ``x_hat`` has the size of ``x``
+        and is not clamped."""
+        self._check_image(x)
+        y = self.g_a(x)
+        y_out = self.latent_codec(y)
+        x_hat = self.g_s(y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
+        return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
+
+    def compress(self, x: Tensor) -> Dict[str, Any]:
+        """``{"strings": [y_strings, z_strings], "shape": {...}}``, one string per
+        sample in each list. ``shape`` also records the image size."""
+        self._check_image(x)
+        y = self.g_a(x)
+        out = self.latent_codec.compress(y)
+        shape = dict(out["shape"])
+        shape["image"] = (int(x.shape[2]), int(x.shape[3]))
+        return {"strings": out["strings"], "shape": shape}
+
+    def decompress(self, strings: List[List[bytes]], shape: Mapping[str, Any], **kwargs: Any):
+        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present."""
+        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        image = shape.get("image") if isinstance(shape, Mapping) else None
+        if image is not None:
+            x_hat = x_hat[:, :, : image[0], : image[1]]
+        return {"x_hat": x_hat}
+
+    @classmethod
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], config: Optional[DCAEConfig] = None
+    ) -> DCAEModel:
+        """A model from a state dict in the dcae or the official layout.
+
+        Accepts ``{"state_dict": ...}`` wrappers and ``module.`` prefixes; the
+        configuration is inferred from the tensor shapes unless given.
+        """
+        from .convert import infer_config, to_dcae_layout
+
+        sd = to_dcae_layout(state_dict)
+        cfg = config if config is not None else infer_config(sd)
+        net = cls(cfg)
+        net.load_state_dict(sd)
+        return net
+
+    def to_official_state_dict(self) -> Dict[str, Tensor]:
+        """This model's weights in the official implementation's layout."""
+        from .convert import to_official_layout
+
+        return to_official_layout(self.state_dict())
