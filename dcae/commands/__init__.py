@@ -1,0 +1,1 @@
+"""Subcommands of the ``dcae`` command line (one module per command)."""
