@@ -8,6 +8,7 @@ Einops axis legend: ``b`` batch, ``c`` channels, ``H``/``W`` latent sides.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -19,9 +20,15 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from .dictionary import DictionaryCrossAttention
-from .errors import DCAEError
+from .errors import DCAEError, DecodingError
 
 __all__ = ["DCAEEntropyModel"]
+
+
+def symbol_checksum(symbols: Tensor) -> int:
+    """CRC32 of integer symbols as little-endian int32 (one sample, one slice)."""
+    data = symbols.to(torch.int32).contiguous().cpu().numpy().astype("<i4").tobytes()
+    return zlib.crc32(data) & 0xFFFFFFFF
 
 
 def _param_net(in_ch: int, hidden: Sequence[int], out_ch: int) -> nn.Sequential:
@@ -251,12 +258,14 @@ class DCAEEntropyModel(LatentCodec):
         return torch.bucketize(scales, table).int()
 
     def compress(self, y: Tensor, side_params: Tensor) -> Dict[str, Any]:
-        """Entropy code ``y``: ``{"strings": [y_strings], "shape", "y_hat"}``,
-        one string per sample."""
+        """Entropy code ``y``: ``{"strings": [y_strings], "shape", "y_hat",
+        "checksums"}``, one string per sample; ``checksums[b][i]`` is the CRC32
+        of the integer symbols of slice ``i`` of sample ``b``."""
         self._check_y(y)
         cdfs, lengths, offsets = self._tables()
         y_slices = y.split(self.slice_sizes, dim=1)
         encoders = [BufferedRansEncoder() for _ in range(y.shape[0])]
+        checksums: List[List[int]] = [[] for _ in range(y.shape[0])]
         self.recorded_params.clear()
 
         def code_slice(i: int, means: Tensor, scales: Tensor) -> Tensor:
@@ -267,21 +276,33 @@ class DCAEEntropyModel(LatentCodec):
             idx = indexes.flatten(1).cpu()
             for b, enc in enumerate(encoders):
                 enc.encode_with_indexes(sym[b].tolist(), idx[b].tolist(), cdfs, lengths, offsets)
+                checksums[b].append(symbol_checksum(sym[b]))
             return symbols + means
 
         y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice)
         strings = [enc.flush() for enc in encoders]
-        return {"strings": [strings], "shape": (y.shape[2], y.shape[3]), "y_hat": y_hat}
+        return {
+            "strings": [strings],
+            "shape": (y.shape[2], y.shape[3]),
+            "y_hat": y_hat,
+            "checksums": checksums,
+        }
 
     def decompress(
         self,
         strings: List[List[bytes]],
         shape: Tuple[int, int],
         side_params: Tensor,
+        checksums: Optional[Sequence[Sequence[int]]] = None,
         **kwargs: Any,
     ) -> Dict[str, Any]:
         """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` and the latent
-        ``shape = (H, W)``."""
+        ``shape = (H, W)``.
+
+        With ``checksums`` (as returned by :meth:`compress`) every decoded slice
+        is verified and a :class:`~dcae.DecodingError` naming the slice is
+        raised if the decoder's entropy parameters drifted from the encoder's.
+        """
         (y_strings,) = strings
         if len(y_strings) != side_params.shape[0]:
             raise ValueError(
@@ -303,6 +324,15 @@ class DCAEEntropyModel(LatentCodec):
                 torch.tensor(dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets))
                 for b, dec in enumerate(decoders)
             ]
+            if checksums is not None:
+                for b, row in enumerate(rows):
+                    if symbol_checksum(row) != int(checksums[b][i]):
+                        raise DecodingError(
+                            f"slice {i} of sample {b}: decoded symbols do not match the "
+                            "encoder's checksum (the decoder's entropy parameters differ "
+                            "from the encoder's: other weights, backend, precision or "
+                            "machine numerics, or a corrupted stream)"
+                        )
             symbols = torch.stack(rows).view_as(means).to(means.device, means.dtype)
             return symbols + means
 

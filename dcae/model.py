@@ -160,18 +160,44 @@ class DCAEModel(SimpleVAECompressionModel):
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
     def compress(self, x: Tensor) -> Dict[str, Any]:
-        """``{"strings": [y_strings, z_strings], "shape": {...}}``, one string per
-        sample in each list. ``shape`` also records the image size."""
+        """``{"strings": [y_strings, z_strings], "shape", "checksums"}``, one
+        string per sample in each list; ``shape`` holds the ``y`` and ``hyper``
+        latent shapes and the image size; ``checksums[b][i]`` is the CRC32 of
+        the symbols of slice ``i`` of sample ``b``."""
         self._check_image(x)
         y = self.g_a(x)
-        out = self.latent_codec.compress(y)
-        shape = dict(out["shape"])
-        shape["image"] = (int(x.shape[2]), int(x.shape[3]))
-        return {"strings": out["strings"], "shape": shape}
+        hyper_out = self.latent_codec.hyper.compress(y)
+        y_out = self.entropy_model.compress(y, hyper_out["params"])
+        [z_strings] = hyper_out["strings"]
+        shape = {
+            "y": y_out["shape"],
+            "hyper": hyper_out["shape"],
+            "image": (int(x.shape[2]), int(x.shape[3])),
+        }
+        return {
+            "strings": [*y_out["strings"], z_strings],
+            "shape": shape,
+            "checksums": y_out["checksums"],
+        }
 
-    def decompress(self, strings: List[List[bytes]], shape: Mapping[str, Any], **kwargs: Any):
-        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present."""
-        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+    def decompress(
+        self,
+        strings: List[List[bytes]],
+        shape: Mapping[str, Any],
+        checksums: Optional[List[List[int]]] = None,
+        **kwargs: Any,
+    ) -> Dict[str, Tensor]:
+        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present.
+
+        ``checksums`` (from :meth:`compress`) makes decoding verify every slice.
+        """
+        *y_strings, z_strings = strings
+        if any(len(s) != len(z_strings) for s in y_strings):
+            raise ValueError("y and z strings have different batch sizes")
+        hyper_out = self.latent_codec.hyper.decompress([z_strings], shape["hyper"])
+        y_hat = self.entropy_model.decompress(
+            y_strings, shape["y"], hyper_out["params"], checksums=checksums
+        )["y_hat"]
         x_hat = self.g_s(y_hat).clamp_(0, 1)
         image = shape.get("image") if isinstance(shape, Mapping) else None
         if image is not None:
