@@ -8,6 +8,7 @@ Einops axis legend: ``b`` batch, ``c`` channels, ``H``/``W`` latent sides.
 
 from __future__ import annotations
 
+import operator
 import zlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -15,6 +16,7 @@ import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import GaussianConditional
 from compressai.latent_codecs import LatentCodec
+from compressai.layers import CheckerboardMaskedConv2d
 from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
@@ -22,13 +24,25 @@ from torch import Tensor, nn
 from .dictionary import DictionaryCrossAttention
 from .errors import DCAEError, DecodingError
 
-__all__ = ["DCAEEntropyModel"]
+__all__ = ["DCAEEntropyModel", "SPATIAL_CONTEXTS", "checkerboard_masks"]
+
+#: values accepted by ``DCAEEntropyModel(spatial_context=...)``
+SPATIAL_CONTEXTS = (None, "checkerboard")
 
 
 def symbol_checksum(symbols: Tensor) -> int:
     """CRC32 of integer symbols as little-endian int32 (one sample, one slice)."""
     data = symbols.to(torch.int32).contiguous().cpu().numpy().astype("<i4").tobytes()
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def checkerboard_masks(hw: Tuple[int, int], device: Optional[torch.device] = None) -> List[Tensor]:
+    """Boolean ``(H, W)`` masks of the anchor (``(h + w)`` even) and
+    non-anchor positions of a checkerboard, in coding order."""
+    hh = torch.arange(hw[0], device=device).view(-1, 1)
+    ww = torch.arange(hw[1], device=device).view(1, -1)
+    anchor = (hh + ww) % 2 == 0
+    return [anchor, ~anchor]
 
 
 def _param_net(in_ch: int, hidden: Sequence[int], out_ch: int) -> nn.Sequential:
@@ -58,9 +72,20 @@ class DCAEEntropyModel(LatentCodec):
 
     One learned dictionary ``D`` (``dict_entries x dict_dim``) is shared by all
     slices and all samples.  ``forward``, ``compress`` and ``decompress`` share
-    one slice loop (:meth:`_run`) and differ only in how a slice is quantised
-    or entropy coded.  Each sample gets one rANS string holding all of its
-    slices.
+    one slice loop (:meth:`_run`) and one parameter function
+    (:meth:`gaussian_params`); they differ only in how a slice is quantised or
+    entropy coded.  Each sample gets one rANS string holding all of its slices.
+
+    With ``spatial_context="checkerboard"`` (the "ELIC + ours" variant of the
+    paper's appendix B) every slice is coded in two passes, anchors
+    (``(h + w)`` even) first, then the other positions, whose parameter nets
+    also see a masked 5x5 convolution of the decoded anchors (He et al.,
+    CVPR 2021)::
+
+        pass 1: [X_i, F_i, 0]                        --> means, scales (anchors)
+        pass 2: [X_i, F_i, ctx_i(y_hat_i[anchors])]  --> means, scales (others)
+
+    ``F_i`` is computed once per slice and reused by both passes.
 
     ``side_params`` may be spatially larger than ``y`` (a hyper synthesis
     returns ``4 * ceil(H/4)`` for latents of side ``H``); it is cropped to the
@@ -69,9 +94,10 @@ class DCAEEntropyModel(LatentCodec):
     Args:
         latent_channels: channels ``M`` of ``y``.
         num_slices: number of equal slices (ignored if ``slice_sizes`` given).
-        slice_sizes: explicit, possibly uneven slice widths summing to ``M``.
+        slice_sizes: explicit, possibly uneven slice widths summing to ``M``
+            (ELIC-style ``16, 16, 32, 64, M - 128``).
         side_channels: channels of ``side_params`` (default ``2 * M``: scales
-            and means features from the hyper synthesis).
+            and means features from the hyper synthesis); any positive count.
         max_support_slices: number of previous slices in the context
             (``-1``: all of them).
         dict_entries: dictionary entries.
@@ -83,8 +109,13 @@ class DCAEEntropyModel(LatentCodec):
         hidden_channels: widths of the hidden layers of the mean, scale and
             LRP nets.
         lrp: use latent residual prediction.
+        spatial_context: ``None`` (default, the paper's model) or
+            ``"checkerboard"``.
         gaussian_conditional: the entropy model for ``y`` (default: CompressAI's
             ``GaussianConditional(None)``).
+
+    Raises:
+        ValueError: an inconsistent configuration (at construction).
     """
 
     def __init__(
@@ -103,42 +134,66 @@ class DCAEEntropyModel(LatentCodec):
         mlp_ratio: int = 4,
         hidden_channels: Sequence[int] = (224, 128),
         lrp: bool = True,
+        spatial_context: Optional[str] = None,
         gaussian_conditional: Optional[GaussianConditional] = None,
     ):
         super().__init__()
-        m = int(latent_channels)
-        if m <= 0:
-            raise ValueError(f"latent_channels must be positive, got {latent_channels}")
+        m = _positive_int("latent_channels", latent_channels)
         if slice_sizes is None:
-            if num_slices <= 0 or m % num_slices:
+            num_slices = _positive_int("num_slices", num_slices)
+            if m % num_slices:
                 raise ValueError(
                     f"latent_channels={m} is not divisible into num_slices={num_slices} "
                     "equal slices; pass slice_sizes=[...] for uneven slices"
                 )
             slice_sizes = [m // num_slices] * num_slices
-        slice_sizes = [int(s) for s in slice_sizes]
-        if not slice_sizes or any(s <= 0 for s in slice_sizes) or sum(slice_sizes) != m:
+        if isinstance(slice_sizes, (str, bytes)) or not isinstance(slice_sizes, Sequence):
+            raise ValueError(f"slice_sizes must be a sequence of ints, got {slice_sizes!r}")
+        slice_sizes = [_positive_int("slice_sizes entry", s) for s in slice_sizes]
+        if not slice_sizes or sum(slice_sizes) != m:
             raise ValueError(
                 f"slice_sizes={slice_sizes} must be positive and sum to latent_channels={m}"
             )
-        if max_support_slices < -1:
+        if not isinstance(max_support_slices, int) or max_support_slices < -1:
             raise ValueError(f"max_support_slices must be >= -1, got {max_support_slices}")
-        if dict_entries <= 0 or dict_dim <= 0 or dict_heads <= 0 or dict_dim % dict_heads:
+        dict_entries = _positive_int("dict_entries", dict_entries)
+        dict_dim = _positive_int("dict_dim", dict_dim)
+        dict_heads = _positive_int("dict_heads", dict_heads)
+        if dict_dim % dict_heads:
             raise ValueError(
                 f"dict_dim={dict_dim} must be a positive multiple of dict_heads={dict_heads} "
                 f"and dict_entries={dict_entries} positive"
             )
-        if not hidden_channels or any(h <= 0 for h in hidden_channels):
+        if isinstance(hidden_channels, int) or not hidden_channels:
             raise ValueError(f"hidden_channels must be positive widths, got {hidden_channels}")
+        hidden_channels = tuple(_positive_int("hidden_channels", h) for h in hidden_channels)
+        if not isinstance(msfa_depth, int) or msfa_depth < 0:
+            raise ValueError(f"msfa_depth must be an int >= 0, got {msfa_depth!r}")
+        mlp_ratio = _positive_int("mlp_ratio", mlp_ratio)
+        if spatial_context == "none":
+            spatial_context = None
+        if spatial_context not in SPATIAL_CONTEXTS:
+            raise ValueError(
+                f"spatial_context must be one of {SPATIAL_CONTEXTS}, got {spatial_context!r}"
+            )
+        if gaussian_conditional is not None and not isinstance(
+            gaussian_conditional, GaussianConditional
+        ):
+            raise ValueError("gaussian_conditional must be a compressai GaussianConditional")
         self.latent_channels = m
         self.slice_sizes = tuple(slice_sizes)
         self.num_slices = len(slice_sizes)
-        self.side_channels = 2 * m if side_channels is None else int(side_channels)
-        if self.side_channels <= 0:
-            raise ValueError(f"side_channels must be positive, got {side_channels}")
+        self.side_channels = (
+            2 * m if side_channels is None else _positive_int("side_channels", side_channels)
+        )
         self.max_support_slices = max_support_slices
-        self.lrp = lrp
-        out_ch = m if dict_out_channels is None else int(dict_out_channels)
+        self.lrp = bool(lrp)
+        self.spatial_context = spatial_context
+        out_ch = (
+            m
+            if dict_out_channels is None
+            else _positive_int("dict_out_channels", dict_out_channels)
+        )
 
         self.dictionary = nn.Parameter(torch.randn(dict_entries, dict_dim))
         self.cross_attention = nn.ModuleList()
@@ -147,15 +202,24 @@ class DCAEEntropyModel(LatentCodec):
         self.lrp_transforms = nn.ModuleList()
         for i, size in enumerate(self.slice_sizes):
             ctx = self.context_channels(i)
+            params_in = ctx + out_ch + self.spatial_context_channels(i)
             self.cross_attention.append(
                 DictionaryCrossAttention(
                     ctx, out_ch, dict_dim, dict_heads, msfa_depth=msfa_depth, mlp_ratio=mlp_ratio
                 )
             )
-            self.mean_transforms.append(_param_net(ctx + out_ch, hidden_channels, size))
-            self.scale_transforms.append(_param_net(ctx + out_ch, hidden_channels, size))
-            if lrp:
+            self.mean_transforms.append(_param_net(params_in, hidden_channels, size))
+            self.scale_transforms.append(_param_net(params_in, hidden_channels, size))
+            if self.lrp:
                 self.lrp_transforms.append(_param_net(ctx + out_ch + size, hidden_channels, size))
+        if self.spatial_context == "checkerboard":
+            #: masked 5x5 convolutions on the decoded anchors of each slice
+            self.context_prediction = nn.ModuleList(
+                CheckerboardMaskedConv2d(
+                    size, self.spatial_context_channels(i), kernel_size=5, padding=2
+                )
+                for i, size in enumerate(self.slice_sizes)
+            )
         self.gaussian_conditional = gaussian_conditional or GaussianConditional(None)
         #: set to True to keep the ``(means, scales)`` of every slice coded by
         #: the last ``compress``/``decompress`` in ``recorded_params`` (tests, debugging)
@@ -175,15 +239,47 @@ class DCAEEntropyModel(LatentCodec):
         """Channels of the context ``X_i`` of slice ``i``."""
         return self.side_channels + sum(self.slice_sizes[: self.support_slices(i)])
 
+    def spatial_context_channels(self, i: int) -> int:
+        """Channels of the spatial context of slice ``i`` (0 without one)."""
+        return 0 if self.spatial_context is None else 2 * self.slice_sizes[i]
+
+    def coding_passes(self, hw: Tuple[int, int], device: torch.device) -> List[Optional[Tensor]]:
+        """Position masks of the passes that code one slice (``[None]``: one
+        pass over all positions)."""
+        if self.spatial_context is None:
+            return [None]
+        return checkerboard_masks(hw, device)  # type: ignore[return-value]
+
     # -------------------------------------------------------------- slice loop
-    def slice_params(
-        self, i: int, side_params: Tensor, y_hat_slices: Sequence[Tensor]
-    ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Gaussian ``means``, ``scales`` of slice ``i`` and its support ``[X_i, F_i]``."""
+    def slice_support(self, i: int, side_params: Tensor, y_hat_slices: Sequence[Tensor]) -> Tensor:
+        """The support ``[X_i, F_i]`` of slice ``i`` (context and dictionary feature)."""
         context = torch.cat([side_params, *y_hat_slices[: self.support_slices(i)]], dim=1)
         features = self.cross_attention[i](context, self.dictionary)
-        support = torch.cat([context, features], dim=1)
-        return self.mean_transforms[i](support), self.scale_transforms[i](support), support
+        return torch.cat([context, features], dim=1)
+
+    def gaussian_params(
+        self, i: int, support: Tensor, spatial_ctx: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """Gaussian ``means``, ``scales`` of slice ``i`` from its support (and,
+        with a spatial context, the context features; zeros for anchors)."""
+        if self.spatial_context is not None:
+            if spatial_ctx is None:
+                b, _, hh, ww = support.shape
+                spatial_ctx = support.new_zeros(b, self.spatial_context_channels(i), hh, ww)
+            support = torch.cat([support, spatial_ctx], dim=1)
+        return self.mean_transforms[i](support), self.scale_transforms[i](support)
+
+    def slice_params(
+        self,
+        i: int,
+        side_params: Tensor,
+        y_hat_slices: Sequence[Tensor],
+        spatial_ctx: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Gaussian ``means``, ``scales`` of slice ``i`` and its support ``[X_i, F_i]``."""
+        support = self.slice_support(i, side_params, y_hat_slices)
+        means, scales = self.gaussian_params(i, support, spatial_ctx)
+        return means, scales, support
 
     def residual(self, i: int, support: Tensor, y_hat_slice: Tensor) -> Tensor:
         """Latent residual prediction ``0.5 * tanh(LRP([X_i, F_i, y_hat_i]))``."""
@@ -196,16 +292,30 @@ class DCAEEntropyModel(LatentCodec):
         self,
         side_params: Tensor,
         hw: Tuple[int, int],
-        code_slice: Callable[[int, Tensor, Tensor], Tensor],
+        code_slice: Callable[[int, Tensor, Tensor, Optional[Tensor], bool], Tensor],
     ) -> Tensor:
-        """The one slice loop. ``code_slice(i, means, scales)`` returns the
-        quantised slice ``round(y_i - means) + means`` (or its decoded value)."""
+        """The one slice loop.
+
+        ``code_slice(i, means, scales, mask, last)`` returns the quantised slice
+        ``round(y_i - means) + means`` (or its decoded value) at the positions
+        of ``mask`` (all positions if ``None``) and zeros elsewhere; ``last``
+        marks the final pass of the slice.
+        """
         self._check_side_params(side_params, hw)
         side_params = side_params[:, :, : hw[0], : hw[1]]
+        passes = self.coding_passes(hw, side_params.device)
         y_hat_slices: List[Tensor] = []
         for i in range(self.num_slices):
-            means, scales, support = self.slice_params(i, side_params, y_hat_slices)
-            y_hat_slice = code_slice(i, means, scales)
+            support = self.slice_support(i, side_params, y_hat_slices)
+            y_hat_slice: Optional[Tensor] = None
+            for p, mask in enumerate(passes):
+                spatial_ctx = None
+                if y_hat_slice is not None:
+                    spatial_ctx = self.context_prediction[i](y_hat_slice)
+                means, scales = self.gaussian_params(i, support, spatial_ctx)
+                coded = code_slice(i, means, scales, mask, p == len(passes) - 1)
+                y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
+            assert y_hat_slice is not None
             y_hat_slices.append(self.residual(i, support, y_hat_slice))
         return torch.cat(y_hat_slices, dim=1)
 
@@ -230,11 +340,22 @@ class DCAEEntropyModel(LatentCodec):
         self._check_y(y)
         y_slices = y.split(self.slice_sizes, dim=1)
         likelihoods: List[Tensor] = []
+        partial: Dict[int, Tensor] = {}
 
-        def code_slice(i: int, means: Tensor, scales: Tensor) -> Tensor:
+        def code_slice(
+            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+        ) -> Tensor:
             _, lik = self.gaussian_conditional(y_slices[i], scales, means)
-            likelihoods.append(lik)
-            return quantize_ste(y_slices[i] - means) + means
+            y_q = quantize_ste(y_slices[i] - means) + means
+            if mask is None:
+                likelihoods.append(lik)
+                return y_q
+            lik = torch.where(mask, lik, partial.pop(i, torch.ones_like(lik)))
+            if last:
+                likelihoods.append(lik)
+            else:
+                partial[i] = lik
+            return torch.where(mask, y_q, torch.zeros_like(y_q))
 
         y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice)
         return {"likelihoods": {"y": torch.cat(likelihoods, dim=1)}, "y_hat": y_hat}
@@ -266,18 +387,29 @@ class DCAEEntropyModel(LatentCodec):
         y_slices = y.split(self.slice_sizes, dim=1)
         encoders = [BufferedRansEncoder() for _ in range(y.shape[0])]
         checksums: List[List[int]] = [[] for _ in range(y.shape[0])]
+        partial: Dict[int, Tensor] = {}
         self.recorded_params.clear()
 
-        def code_slice(i: int, means: Tensor, scales: Tensor) -> Tensor:
+        def code_slice(
+            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+        ) -> Tensor:
             self._record(means, scales)
             symbols = torch.round(y_slices[i] - means)
             indexes = self.build_indexes(scales)
-            sym = symbols.int().flatten(1).cpu()
-            idx = indexes.flatten(1).cpu()
+            sym, idx = symbols, indexes
+            if mask is not None:
+                sym, idx = symbols[:, :, mask], indexes[:, :, mask]
+                symbols = torch.where(mask, symbols, partial.pop(i, torch.zeros_like(symbols)))
+            sym, idx = sym.int().flatten(1).cpu(), idx.flatten(1).cpu()
             for b, enc in enumerate(encoders):
                 enc.encode_with_indexes(sym[b].tolist(), idx[b].tolist(), cdfs, lengths, offsets)
-                checksums[b].append(symbol_checksum(sym[b]))
-            return symbols + means
+            if last:
+                for b in range(len(encoders)):
+                    checksums[b].append(symbol_checksum(symbols[b]))
+            else:
+                partial[i] = symbols
+            y_q = symbols + means
+            return y_q if mask is None else torch.where(mask, y_q, torch.zeros_like(y_q))
 
         y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice)
         strings = [enc.flush() for enc in encoders]
@@ -315,26 +447,55 @@ class DCAEEntropyModel(LatentCodec):
             dec = RansDecoder()
             dec.set_stream(s)
             decoders.append(dec)
+        partial: Dict[int, Tensor] = {}
         self.recorded_params.clear()
 
-        def code_slice(i: int, means: Tensor, scales: Tensor) -> Tensor:
+        def code_slice(
+            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+        ) -> Tensor:
             self._record(means, scales)
-            idx = self.build_indexes(scales).flatten(1).cpu()
-            rows = [
-                torch.tensor(dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets))
-                for b, dec in enumerate(decoders)
-            ]
-            if checksums is not None:
-                for b, row in enumerate(rows):
-                    if symbol_checksum(row) != int(checksums[b][i]):
+            indexes = self.build_indexes(scales)
+            idx = (indexes if mask is None else indexes[:, :, mask]).flatten(1).cpu()
+            rows = torch.stack(
+                [
+                    torch.tensor(
+                        dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets),
+                        dtype=torch.int64,
+                    )
+                    for b, dec in enumerate(decoders)
+                ]
+            ).to(means.device, means.dtype)
+            if mask is None:
+                symbols = rows.view_as(means)
+            else:
+                symbols = partial.pop(i, torch.zeros_like(means))
+                symbols[:, :, mask] = rows.view(means.shape[0], means.shape[1], -1)
+            if not last:
+                partial[i] = symbols
+            elif checksums is not None:
+                for b in range(len(decoders)):
+                    if symbol_checksum(symbols[b]) != int(checksums[b][i]):
                         raise DecodingError(
                             f"slice {i} of sample {b}: decoded symbols do not match the "
                             "encoder's checksum (the decoder's entropy parameters differ "
                             "from the encoder's: other weights, backend, precision or "
                             "machine numerics, or a corrupted stream)"
                         )
-            symbols = torch.stack(rows).view_as(means).to(means.device, means.dtype)
-            return symbols + means
+            y_q = symbols + means
+            return y_q if mask is None else torch.where(mask, y_q, torch.zeros_like(y_q))
 
         y_hat = self._run(side_params, (hh, ww), code_slice)
         return {"y_hat": y_hat}
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """``value`` as a positive int, or a ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive int, got {value!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
