@@ -292,14 +292,15 @@ class DCAEEntropyModel(LatentCodec):
         self,
         side_params: Tensor,
         hw: Tuple[int, int],
-        code_slice: Callable[[int, Tensor, Tensor, Optional[Tensor], bool], Tensor],
+        code_slice: Callable[..., Tensor],
     ) -> Tensor:
         """The one slice loop.
 
-        ``code_slice(i, means, scales, mask, last)`` returns the quantised slice
-        ``round(y_i - means) + means`` (or its decoded value) at the positions
-        of ``mask`` (all positions if ``None``) and zeros elsewhere; ``last``
-        marks the final pass of the slice.
+        ``code_slice(i, means, scales)`` returns the quantised slice
+        ``round(y_i - means) + means`` (or its decoded value).  With a spatial
+        context it is called once per pass as ``code_slice(i, means, scales,
+        mask=mask, last=last)`` and returns the values at the positions of
+        ``mask`` and zeros elsewhere; ``last`` marks the final pass.
         """
         self._check_side_params(side_params, hw)
         side_params = side_params[:, :, : hw[0], : hw[1]]
@@ -313,7 +314,10 @@ class DCAEEntropyModel(LatentCodec):
                 if y_hat_slice is not None:
                     spatial_ctx = self.context_prediction[i](y_hat_slice)
                 means, scales = self.gaussian_params(i, support, spatial_ctx)
-                coded = code_slice(i, means, scales, mask, p == len(passes) - 1)
+                if mask is None:  # one pass over the whole slice
+                    coded = code_slice(i, means, scales)
+                else:
+                    coded = code_slice(i, means, scales, mask=mask, last=p == len(passes) - 1)
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
             assert y_hat_slice is not None
             y_hat_slices.append(self.residual(i, support, y_hat_slice))
@@ -343,7 +347,11 @@ class DCAEEntropyModel(LatentCodec):
         partial: Dict[int, Tensor] = {}
 
         def code_slice(
-            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+            i: int,
+            means: Tensor,
+            scales: Tensor,
+            mask: Optional[Tensor] = None,
+            last: bool = True,
         ) -> Tensor:
             _, lik = self.gaussian_conditional(y_slices[i], scales, means)
             y_q = quantize_ste(y_slices[i] - means) + means
@@ -391,7 +399,11 @@ class DCAEEntropyModel(LatentCodec):
         self.recorded_params.clear()
 
         def code_slice(
-            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+            i: int,
+            means: Tensor,
+            scales: Tensor,
+            mask: Optional[Tensor] = None,
+            last: bool = True,
         ) -> Tensor:
             self._record(means, scales)
             symbols = torch.round(y_slices[i] - means)
@@ -451,7 +463,11 @@ class DCAEEntropyModel(LatentCodec):
         self.recorded_params.clear()
 
         def code_slice(
-            i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor], last: bool
+            i: int,
+            means: Tensor,
+            scales: Tensor,
+            mask: Optional[Tensor] = None,
+            last: bool = True,
         ) -> Tensor:
             self._record(means, scales)
             indexes = self.build_indexes(scales)
