@@ -9,11 +9,13 @@ Public API::
 from __future__ import annotations
 
 from .attention import attention_backend, get_attention_backend, set_attention_backend
+from .codec import decode, encode
 from .config import PRESETS, DCAEConfig, get_config
 from .dictionary import MSFA, DictionaryCrossAttention
 from .entropy_model import DCAEEntropyModel
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 from .model import DCAEModel
+from . import zoo as _zoo  # registers DCAE with CompressAI (registry and zoo)
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,8 @@ __all__ = [
     "ModelMismatchError",
     "PRESETS",
     "attention_backend",
+    "decode",
+    "encode",
     "get_attention_backend",
     "get_config",
     "set_attention_backend",

@@ -1,0 +1,96 @@
+"""``dcae decompress IN.dcae [-o OUT.png]``: ``.dcae`` files to images.
+
+``IN`` is a ``.dcae`` file (``OUT`` defaults to ``IN`` with the suffix
+``.png``; any format Pillow writes is chosen by ``OUT``'s suffix) or a
+directory of them (``OUT`` is then a directory, default ``IN``).  The model is
+the shipped one whose weights digest matches the file, or ``--checkpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from ..codec import decode, read_stream, resolve_model, write_atomic
+from ..errors import DCAEError
+from .compress import check_outputs, collect_jobs, progress_prefix
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "decompress .dcae files to images (PNG by default)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dcae decompress``."""
+    parser.add_argument("input", type=Path, help=".dcae file or directory of .dcae files")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output image (format from its suffix, e.g. .png) or directory; "
+        "default: next to the input, as PNG",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="model checkpoint that wrote the files (default: the matching shipped model)",
+    )
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def _format_for(path: Path) -> str:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise DCAEError(f"cannot write images with suffix {path.suffix!r} ({path}); use .png")
+    return fmt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decompress; returns 0, or 1 if some files of a directory failed."""
+    jobs, is_dir = collect_jobs(args.input, args.output, (".dcae",), ".png")
+    check_outputs(jobs, args.force)
+    for _, dst in jobs:
+        _format_for(dst)
+    model = None
+    if args.checkpoint is not None:
+        model, _ = resolve_model(checkpoint=args.checkpoint)
+    if is_dir:
+        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for i, (src, dst) in enumerate(jobs, 1):
+        prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
+        t0 = time.perf_counter()
+        try:
+            data = src.read_bytes()
+            stream = read_stream(data)
+            img = decode(data, model=model)
+            fmt = _format_for(dst)
+
+            def write(tmp: str, img: Image.Image = img, fmt: str = fmt) -> None:
+                img.save(tmp, format=fmt)
+
+            write_atomic(dst, write, force=args.force)
+        except (DCAEError, OSError, ValueError) as e:
+            if not is_dir:
+                raise
+            failures += 1
+            print(f"{prefix}{src.name}: error: {e}", file=sys.stderr)
+            continue
+        seconds = time.perf_counter() - t0
+        if not args.quiet:
+            bpp = 8 * len(data) / (stream.width * stream.height)
+            print(
+                f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, "
+                f"{bpp:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
+            )
+    if is_dir and not args.quiet:
+        print(f"{len(jobs) - failures}/{len(jobs)} files decompressed")
+    if failures:
+        print(f"dcae: error: {failures} of {len(jobs)} files failed", file=sys.stderr)
+        return 1
+    return 0
