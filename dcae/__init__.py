@@ -8,6 +8,7 @@ Public API::
 
 from __future__ import annotations
 
+from . import zoo as _zoo  # noqa: F401  (registers DCAE with CompressAI)
 from .attention import attention_backend, get_attention_backend, set_attention_backend
 from .codec import decode, encode
 from .config import PRESETS, DCAEConfig, get_config
@@ -15,7 +16,6 @@ from .dictionary import MSFA, DictionaryCrossAttention
 from .entropy_model import DCAEEntropyModel
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 from .model import DCAEModel
-from . import zoo as _zoo  # registers DCAE with CompressAI (registry and zoo)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,423 @@
+"""CompressAI integration: registry and zoo entries, the authors' weights,
+and the CompressAI-port checkpoint layout.
+
+Importing :mod:`dcae` registers :class:`~dcae.DCAEModel`
+
+- in ``compressai.registry`` (``register_model``),
+- in ``compressai.zoo.image_models`` and ``compressai.zoo.models`` (the zoo
+  factory :func:`dcae`), and
+- in ``compressai.zoo.image.model_architectures`` (what
+  ``compressai.utils.eval_model checkpoint`` builds models from),
+
+under the name :data:`ZOO_NAME`: ``"dcae"``, or ``"dcae-lu2025"`` when the
+installed CompressAI already ships a model called ``"dcae"`` (its development
+versions carry their own port), which is never overridden.
+
+The authors' checkpoints live on Google Drive (links in
+:data:`OFFICIAL_URLS`); :func:`dcae` with ``pretrained=True`` reads them from
+the local cache :func:`weights_dir` (``$DCAE_WEIGHTS_DIR``, default
+``~/.cache/dcae``) and converts their layout on the fly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .config import PRESETS, DCAEConfig
+from .convert import infer_config, is_official_layout, to_dcae_layout, to_official_layout
+from .errors import DCAEError, ModelMismatchError
+from .model import DCAEModel
+
+__all__ = [
+    "KNOWN_SHA256",
+    "METRICS",
+    "OFFICIAL_LAMBDAS",
+    "OFFICIAL_URLS",
+    "ZOO_NAME",
+    "checkpoint_candidates",
+    "compressai_to_official",
+    "config_of",
+    "dcae",
+    "detect_layout",
+    "is_compressai_layout",
+    "lambda_for",
+    "load_model",
+    "official_to_compressai",
+    "register",
+    "to_layout",
+    "weights_dir",
+]
+
+#: metrics the authors trained for (CompressAI's names)
+METRICS = ("mse", "ms-ssim")
+
+#: rate-distortion trade-offs of the official checkpoints, quality 1..6
+#: (``--lambda`` of the official ``train.py``; LabShuHangGU/DCAE README)
+OFFICIAL_LAMBDAS: Dict[str, Tuple[float, ...]] = {
+    "mse": (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05),
+    "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.5),
+}
+
+_DRIVE = "https://drive.google.com/file/d/{}/view"
+#: Google Drive pages of the official checkpoints, by ``(metric, quality)``
+OFFICIAL_URLS: Dict[Tuple[str, int], str] = {
+    ("mse", 1): _DRIVE.format("1JzVuERiZe8cStgLnE5TJii_ssppgY1p-"),
+    ("mse", 2): _DRIVE.format("1JE0SO876a-btXzOQLTilj7D0vJdePlB4"),
+    ("mse", 3): _DRIVE.format("1LdycatKcGXHvFjoR-NE-GWnPlL9-BRWX"),
+    ("mse", 4): _DRIVE.format("1kXfvxsljdN3EfXDGqzknFc2Ecsgf8qgS"),
+    ("mse", 5): _DRIVE.format("1-6ZZ-bScGYj448h1sqMTX4w2Q75MQQ1q"),
+    ("mse", 6): _DRIVE.format("1jCsRJq7Ttx22-yWQbEQAHJWbdIDtc30k"),
+    ("ms-ssim", 1): _DRIVE.format("1BIgupje5UcEwzOch3QG1pooCxRxE6Rtt"),
+    ("ms-ssim", 2): _DRIVE.format("1br6rf4WtwLY9NPvRCY3GyVP_lvrXRi9y"),
+    ("ms-ssim", 3): _DRIVE.format("1U-1f24E6IrKjdHvzObnMslYBLA2YAKXe"),
+    ("ms-ssim", 4): _DRIVE.format("1hzgbNPGxfXrwQN-OmTIujGBXCIXYsnW1"),
+    ("ms-ssim", 5): _DRIVE.format("1208tRiJw37ruKON1JVPj2YLp23l2O42U"),
+    ("ms-ssim", 6): _DRIVE.format("1S81POfELTNyWmy2mMRlL70vuKjGC5QC_"),
+}
+
+#: sha256 of the official files by ``(metric, quality)``, where known; files
+#: without an entry are verified by loading them and inferring their config
+KNOWN_SHA256: Dict[Tuple[str, int], str] = {}
+
+_ENV = "DCAE_WEIGHTS_DIR"
+
+
+def _choose_name() -> str:
+    import compressai.zoo
+    from compressai.registry import MODELS
+    from compressai.zoo.image import model_architectures
+
+    for name in ("dcae", "dcae-lu2025"):
+        taken = [
+            MODELS.get(name),
+            compressai.zoo.image_models.get(name),
+            compressai.zoo.models.get(name),
+            model_architectures.get(name),
+        ]
+        if all(obj is None or obj is DCAEModel or obj is dcae for obj in taken):
+            return name
+    raise DCAEError("both 'dcae' and 'dcae-lu2025' are taken in CompressAI's registry")
+
+
+def register() -> str:
+    """Register DCAE with CompressAI (idempotent); returns the name used."""
+    import compressai.zoo
+    from compressai.registry import register_model
+    from compressai.zoo.image import model_architectures
+
+    name = _choose_name()
+    register_model(name)(DCAEModel)
+    compressai.zoo.image_models[name] = dcae
+    compressai.zoo.models[name] = dcae
+    model_architectures[name] = DCAEModel
+    return name
+
+
+# ------------------------------------------------------------------ weights
+def weights_dir() -> Path:
+    """Local cache of the authors' checkpoints: ``$DCAE_WEIGHTS_DIR`` or
+    ``~/.cache/dcae``."""
+    env = os.environ.get(_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dcae"
+
+
+def lambda_for(quality: int, metric: str = "mse") -> float:
+    """The official lambda of ``quality`` (1 = lowest rate) for ``metric``."""
+    metric = _check_metric(metric)
+    q = _check_quality(quality)
+    return OFFICIAL_LAMBDAS[metric][q - 1]
+
+
+def _check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return metric
+
+
+def _check_quality(quality: int) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 6:
+        raise ValueError(f"quality must be an int in 1..6, got {quality!r}")
+    return quality
+
+
+def checkpoint_candidates(quality: int, metric: str = "mse") -> List[Path]:
+    """Paths searched for the official checkpoint, first match wins.
+
+    ``dcae-{metric}-q{quality}.pth.tar`` (the documented name) and the names
+    the official ``train.py`` writes (``{lambda}checkpoint_best.pth.tar``),
+    directly in :func:`weights_dir` or in its ``{metric}/`` subfolder.
+    """
+    lmbda = lambda_for(quality, metric)
+    names = [f"dcae-{metric}-q{quality}.pth.tar"]
+    for spelled in dict.fromkeys([str(lmbda), f"{lmbda:.2f}", f"{lmbda:g}"]):
+        names.append(f"{spelled}checkpoint_best.pth.tar")
+    root = weights_dir()
+    return [d / n for d in (root, root / metric) for n in names]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _missing_message(quality: int, metric: str) -> str:
+    target = checkpoint_candidates(quality, metric)[0]
+    return (
+        f"the authors' DCAE checkpoint for quality {quality} ({metric}, lambda "
+        f"{lambda_for(quality, metric)}) is not in {weights_dir()}. Download it from "
+        f"{OFFICIAL_URLS[(metric, quality)]} (LabShuHangGU/DCAE README, 'Pretrained Model') "
+        f"and save it as {target} (or set {_ENV} to the folder that holds it; the "
+        f"official name {lambda_for(quality, metric)}checkpoint_best.pth.tar is accepted too)"
+    )
+
+
+def _pretrained(quality: int, metric: str) -> DCAEModel:
+    path = next((p for p in checkpoint_candidates(quality, metric) if p.is_file()), None)
+    if path is None:
+        raise DCAEError(_missing_message(quality, metric))
+    known = KNOWN_SHA256.get((metric, quality))
+    if known is not None and _sha256(path) != known:
+        raise DCAEError(f"{path} is corrupted or not the official file (sha256 mismatch)")
+    model = load_model(path)
+    paper = PRESETS["paper"]
+    if model.config != paper:
+        raise ModelMismatchError(
+            f"{path} holds a DCAE model of another architecture than the authors' "
+            f"checkpoints ({model.config}); {_missing_message(quality, metric)}"
+        )
+    return model
+
+
+def dcae(
+    quality: int,
+    metric: str = "mse",
+    pretrained: bool = False,
+    progress: bool = True,
+    **kwargs: Any,
+) -> DCAEModel:
+    """CompressAI zoo factory: the DCAE model of ``quality`` 1..6.
+
+    Qualities map to the official lambdas :data:`OFFICIAL_LAMBDAS` (MSE
+    0.0018 ... 0.05, MS-SSIM 2.40 ... 60.5).  Without ``pretrained`` a fresh
+    model is returned (``kwargs`` go to :class:`~dcae.DCAEModel`: a preset name
+    as ``config=`` and config overrides).
+
+    Args:
+        quality: rate point, 1 (lowest rate) to 6.
+        metric: ``"mse"`` or ``"ms-ssim"``.
+        pretrained: load the authors' checkpoint from :func:`weights_dir`
+            (nothing is downloaded: Google Drive needs a browser).
+        progress: accepted for CompressAI compatibility (unused).
+
+    Raises:
+        ValueError: bad ``quality``/``metric``, or ``kwargs`` with ``pretrained``.
+        DCAEError: the checkpoint is missing (the message says which file to
+            download from where and where to put it) or invalid.
+    """
+    del progress
+    metric = _check_metric(metric)
+    quality = _check_quality(quality)
+    if pretrained:
+        if kwargs:
+            raise ValueError(f"pretrained models take no architecture arguments: {kwargs}")
+        return _pretrained(quality, metric).eval()
+    return DCAEModel(**kwargs)
+
+
+def load_model(path: Union[str, Path], map_location: str = "cpu") -> DCAEModel:
+    """An eval-mode model from a checkpoint in any layout (dcae, official,
+    CompressAI port), loaded with ``weights_only=True``; CDF tables are built
+    when the file has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise DCAEError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling errors of all kinds
+        raise ModelMismatchError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
+    if not isinstance(obj, Mapping):
+        raise ModelMismatchError(f"{path} does not hold a state dict")
+    cfg = None
+    if isinstance(obj.get("config"), Mapping):
+        cfg = DCAEConfig.from_dict(dict(obj["config"]))
+    sd = to_layout(obj, "dcae")
+    try:
+        model = DCAEModel.from_state_dict(sd, config=cfg)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise ModelMismatchError(f"{path} does not fit a DCAE model: {e}") from e
+    model.eval()
+    gc = model.entropy_model.gaussian_conditional
+    eb = model.latent_codec.hyper.entropy_bottleneck
+    if gc.quantized_cdf.numel() == 0 or eb._quantized_cdf.numel() == 0:
+        model.update(force=True)
+    return model
+
+
+# ------------------------------------------------- CompressAI-port layout
+# CompressAI's development versions port DCAE as ``compressai.models.dcae.DCAE``
+# with a containerised state dict.  Key prefixes (port, official); '#' is the
+# slice index.  The port feeds ``[means, scales, ...]`` where the official code
+# feeds ``[scales, means, ...]``: the leading 2*M input channels of the first
+# layer of the cross-attention and of the mean, scale and LRP nets are swapped.
+_PORT: List[Tuple[str, str]] = [
+    ("shared_dictionary.dt", "dt"),
+    ("latent_codec.y.channel_context.y#.cross_attention.", "dt_cross_attention.#."),
+    ("latent_codec.y.channel_context.y#.mean_cc.", "cc_mean_transforms.#."),
+    ("latent_codec.y.channel_context.y#.scale_cc.", "cc_scale_transforms.#."),
+    ("latent_codec.y.latent_codec.y#.lrp_transform.", "lrp_transforms.#."),
+    ("latent_codec.y.latent_codec.y#.gaussian_conditional.", "gaussian_conditional."),
+    ("latent_codec.h_a.", "h_a."),
+    ("latent_codec.h_s.h_scale_s.", "h_z_s1."),
+    ("latent_codec.h_s.h_mean_s.", "h_z_s2."),
+    ("latent_codec.z.entropy_bottleneck.", "entropy_bottleneck."),
+]
+_SWAPPED = re.compile(
+    r"^(dt_cross_attention\.\d+\.x_trans\.weight"
+    r"|(cc_mean_transforms|cc_scale_transforms|lrp_transforms)\.\d+\.0\.weight)$"
+)
+
+
+def _prefix_rx(prefix: str) -> str:
+    """Regex of a key prefix ('#': slice index); names without a dot match whole keys."""
+    rx = "^" + re.escape(prefix).replace("\\#", r"(\d+)")
+    return rx if prefix.endswith(".") else rx + "$"
+
+
+def _strip(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    sd: Any = state_dict
+    for wrapper in ("state_dict", "model", "model_state_dict", "network"):
+        if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
+            sd = sd[wrapper]
+            break
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
+        raise ModelMismatchError("checkpoint is not a state dict")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def is_compressai_layout(state_dict: Mapping[str, Any]) -> bool:
+    """True for a state dict of CompressAI's own DCAE port."""
+    sd = _strip(state_dict)
+    return "shared_dictionary.dt" in sd
+
+
+def detect_layout(state_dict: Mapping[str, Any]) -> str:
+    """``"dcae"``, ``"official"`` or ``"compressai"``.
+
+    Raises:
+        ModelMismatchError: not a DCAE state dict of any known layout.
+    """
+    sd = _strip(state_dict)
+    if is_compressai_layout(sd):
+        return "compressai"
+    if is_official_layout(sd):
+        return "official"
+    if "latent_codec.y.dictionary" in sd:
+        return "dcae"
+    raise ModelMismatchError("not a DCAE state dict (no dictionary tensor found)")
+
+
+def _swap_halves(weight: Tensor, m: int) -> Tensor:
+    """Swap input channels ``[0, M)`` and ``[M, 2M)`` (self-inverse)."""
+    return torch.cat([weight[:, m : 2 * m], weight[:, :m], weight[:, 2 * m :]], dim=1)
+
+
+def _latent_channels(official: Mapping[str, Tensor]) -> int:
+    """``M``: the summed output widths of the last layers of the mean nets."""
+    last: Dict[str, Tuple[int, int]] = {}
+    for k, v in official.items():
+        m = re.match(r"^cc_mean_transforms\.(\d+)\.(\d+)\.weight$", k)
+        if m and int(m.group(2)) >= last.get(m.group(1), (-1, 0))[0]:
+            last[m.group(1)] = (int(m.group(2)), int(v.shape[0]))
+    if not last:
+        raise ModelMismatchError("cannot find the mean nets (cc_mean_transforms) of the model")
+    return sum(size for _, size in last.values())
+
+
+def compressai_to_official(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Convert a CompressAI-port state dict to the official layout (exact)."""
+    sd = _strip(state_dict)
+    out: Dict[str, Any] = {}
+    for key, value in sd.items():
+        for port, official in _PORT:
+            m = re.match(_prefix_rx(port), key)
+            if m:
+                head = official.replace("#", m.group(1)) if m.groups() else official
+                new = head + key[m.end() :]
+                if "gaussian_conditional" in official and m.group(1) != "0":
+                    new = ""  # per-slice copies of one shared module
+                break
+        else:
+            new = key
+            if not key.startswith(("g_a.", "g_s.")):
+                raise ModelMismatchError(f"unexpected key {key!r} in a CompressAI DCAE state dict")
+        if new:
+            out[new] = value
+    m = _latent_channels(out)
+    return {k: _swap_halves(v, m) if _SWAPPED.match(k) else v for k, v in out.items()}
+
+
+def official_to_compressai(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Convert an official state dict to CompressAI's port layout (exact)."""
+    sd = _strip(state_dict)
+    m = _latent_channels(sd)
+    num_slices = len({k.split(".")[1] for k in sd if k.startswith("cc_mean_transforms.")})
+    out: Dict[str, Any] = {}
+    for key, value in sd.items():
+        if _SWAPPED.match(key):
+            value = _swap_halves(value, m)
+        for port, official in _PORT:
+            mt = re.match(_prefix_rx(official), key)
+            if not mt:
+                continue
+            rest = key[mt.end() :]
+            if official == "gaussian_conditional.":
+                for i in range(num_slices):
+                    out[port.replace("#", str(i)) + rest] = value
+            else:
+                out[(port.replace("#", mt.group(1)) if mt.groups() else port) + rest] = value
+            break
+        else:
+            if not key.startswith(("g_a.", "g_s.")):
+                raise ModelMismatchError(f"unexpected key {key!r} in an official DCAE state dict")
+            out[key] = value
+    return out
+
+
+def to_layout(state_dict: Mapping[str, Any], layout: str) -> Dict[str, Any]:
+    """Convert a DCAE state dict of any known layout to ``layout``
+    (``"dcae"``, ``"official"`` or ``"compressai"``); wrappers such as
+    ``{"state_dict": ...}`` and ``module.`` prefixes are removed."""
+    if layout not in ("dcae", "official", "compressai"):
+        raise ValueError(f"layout must be dcae, official or compressai, got {layout!r}")
+    sd = _strip(state_dict)
+    source = detect_layout(sd)
+    if source == layout:
+        return sd
+    official = {
+        "compressai": compressai_to_official,
+        "official": dict,
+        "dcae": to_official_layout,
+    }[source](sd)
+    if layout == "official":
+        return official
+    if layout == "compressai":
+        return official_to_compressai(official)
+    return to_dcae_layout(official)
+
+
+def config_of(state_dict: Mapping[str, Any]) -> DCAEConfig:
+    """The :class:`DCAEConfig` of a state dict of any layout."""
+    return infer_config(to_layout(state_dict, "dcae"))
+
+
+ZOO_NAME: str = register()
