@@ -1,0 +1,381 @@
+"""dcae.encode / dcae.decode: sizes, modes, refusals, model selection, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import signal
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import dcae
+from dcae import codec, pretrained
+from dcae.bitstream import pack, unpack
+from dcae.codec import UnsupportedImageError, decode, encode
+from dcae.errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+
+FUZZ_TIME_LIMIT_S = 60  # a hang guard, far above the ~0.05 s a small decode takes
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Fail with TimeoutError if the body runs longer than ``seconds`` (hang guard)."""
+
+    def handler(signum, frame):
+        raise TimeoutError(f"decode did not finish within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def random_image(h: int, w: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    # smooth + noise so that the model sees image-like content
+    base = rng.integers(0, 256, size=(max(1, h // 4), max(1, w // 4), 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img).astype(np.int16) + rng.integers(-8, 9, size=(h, w, 3))
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).convert(mode)
+
+
+# ---------------------------------------------------------------------------- round trips
+SIZES = st.one_of(
+    st.sampled_from([1, 2, 3, 5, 7, 13, 16, 17, 31, 37, 61, 64, 65, 67, 79]),
+    st.integers(1, 80),
+)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    h=SIZES,
+    w=SIZES,
+    mode=st.sampled_from(["RGB", "L", "P", "1", "YCbCr"]),
+    policy=st.sampled_from(["minimal", "official"]),
+)
+def test_round_trip_any_size_and_mode(small_model, h, w, mode, policy):
+    img = random_image(h, w, mode)
+    data = encode(img, model=small_model, padding=policy)
+    stream = unpack(data)
+    assert (stream.width, stream.height) == (w, h)
+    assert stream.channels == (1 if mode in ("L", "1") else 3)
+    out = decode(data, model=small_model)
+    assert out.size == (w, h)
+    assert out.mode == ("L" if mode in ("L", "1") else "RGB")
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 97), (97, 1), (127, 129), (131, 61)])
+def test_round_trip_edge_sizes(small_model, h, w):
+    img = random_image(h, w)
+    for policy in ("minimal", "official"):
+        data = encode(img, model=small_model, padding=policy)
+        assert decode(data, model=small_model).size == (w, h)
+
+
+def test_minimal_padding_never_codes_more_latent_than_official(small_model):
+    img = random_image(70, 33)
+    s_min = unpack(encode(img, model=small_model, padding="minimal"))
+    s_off = unpack(encode(img, model=small_model, padding="official"))
+    assert s_min.y_shape == (5, 3) and s_off.y_shape == (8, 8)
+    assert s_off.padding == (47, 48, 29, 29)
+
+
+def test_grayscale_restored_as_luma(small_model):
+    img = random_image(24, 40, "L")
+    data = encode(img, model=small_model)
+    out = decode(data, model=small_model)
+    rgb = codec.tensor_to_uint8(codec.decode_stream(unpack(data), small_model)).numpy()
+    assert np.array_equal(np.asarray(out), np.asarray(Image.fromarray(rgb).convert("L")))
+    # the original is gray: its reconstruction is close to it
+    err = np.abs(np.asarray(out).astype(int) - np.asarray(img).astype(int))
+    assert err.mean() < 128
+
+
+def test_tensor_and_pil_inputs_give_the_same_file(small_model):
+    img = random_image(19, 23)
+    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float() / 255
+    data = encode(img, model=small_model)
+    assert encode(x, model=small_model) == data
+    assert encode(x[None], model=small_model) == data
+    gray = random_image(19, 23, "L")
+    g = torch.from_numpy(np.asarray(gray)).float()[None] / 255
+    assert encode(g, model=small_model) == encode(gray, model=small_model)
+    assert unpack(encode(g[None], model=small_model)).channels == 1
+
+
+def test_path_input(small_model, tmp_path):
+    img = random_image(20, 30)
+    img.save(tmp_path / "a.png")
+    assert encode(tmp_path / "a.png", model=small_model) == encode(img, model=small_model)
+    assert decode(encode(str(tmp_path / "a.png"), model=small_model), model=small_model)
+    (tmp_path / "b.dcae").write_bytes(encode(img, model=small_model))
+    assert decode(tmp_path / "b.dcae", model=small_model).size == (30, 20)
+
+
+def test_palette_decodes_as_rgb(small_model):
+    img = random_image(16, 16, "P")
+    out = decode(encode(img, model=small_model), model=small_model)
+    assert out.mode == "RGB"
+
+
+# ---------------------------------------------------------------------------- refusals
+def _with_transparency() -> Image.Image:
+    img = random_image(8, 8, "P")
+    img.info["transparency"] = 0
+    return img
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: random_image(8, 8, "RGBA"), "alpha"),
+        (lambda: random_image(8, 8, "LA"), "alpha"),
+        (_with_transparency, "alpha"),
+        (lambda: Image.new("I;16", (8, 8), 1000), "8 bits"),
+        (lambda: Image.new("I", (8, 8), 70000), "8 bits"),
+        (lambda: Image.new("F", (8, 8), 0.5), "8 bits"),
+        (lambda: random_image(8, 8, "CMYK"), "not supported"),
+        (lambda: torch.rand(3, 8, 8) * 2, r"\[0, 1\]"),
+        (lambda: torch.full((3, 8, 8), float("nan")), r"\[0, 1\]"),
+        (lambda: torch.rand(4, 8, 8), "expected a tensor"),
+        (lambda: torch.rand(2, 3, 8, 8), "expected a tensor"),
+        (lambda: torch.zeros(3, 8, 8, dtype=torch.uint8), "float tensor"),
+        (lambda: torch.rand(3, 0, 8), "size"),
+    ],
+)
+def test_unsupported_inputs_are_refused(small_model, make, message):
+    with pytest.raises(UnsupportedImageError, match=message):
+        encode(make(), model=small_model)
+    assert issubclass(UnsupportedImageError, DCAEError)
+
+
+def test_unreadable_files(small_model, tmp_path):
+    (tmp_path / "x.png").write_bytes(b"not an image at all")
+    with pytest.raises(UnsupportedImageError, match="cannot read image"):
+        encode(tmp_path / "x.png", model=small_model)
+    random_image(32, 32).save(tmp_path / "t.png")
+    (tmp_path / "t2.png").write_bytes((tmp_path / "t.png").read_bytes()[:200])
+    with pytest.raises(UnsupportedImageError, match="cannot read image"):
+        encode(tmp_path / "t2.png", model=small_model)
+    with pytest.raises(FileNotFoundError):
+        encode(tmp_path / "missing.png", model=small_model)
+
+
+def test_bad_arguments(small_model):
+    with pytest.raises(ValueError, match="padding policy"):
+        encode(random_image(4, 4), model=small_model, padding="reflect")
+    with pytest.raises(ValueError, match="at most one"):
+        encode(random_image(4, 4), model=small_model, quality=1)
+    with pytest.raises(TypeError):
+        encode(12, model=small_model)  # type: ignore[arg-type]
+
+
+def test_model_without_cdfs(small_model):
+    torch.manual_seed(3)
+    fresh = dcae.DCAEModel("small").eval()
+    with pytest.raises(DCAEError, match="update"):
+        encode(random_image(8, 8), model=fresh)
+
+
+def test_training_mode_model_is_restored(small_model):
+    model = copy.deepcopy(small_model).train()
+    data = encode(random_image(8, 8), model=model)
+    assert model.training
+    assert data == encode(random_image(8, 8), model=small_model)
+
+
+# ---------------------------------------------------------------------------- models
+def _other_model():
+    torch.manual_seed(7)
+    m = dcae.DCAEModel("small").eval()
+    m.update(force=True)
+    return m
+
+
+def test_wrong_model_is_refused(small_model):
+    data = encode(random_image(12, 12), model=small_model)
+    with pytest.raises(ModelMismatchError, match="'small'.*not by the given model"):
+        decode(data, model=_other_model())
+
+
+def test_shipped_models_are_matched_by_digest(small_model, monkeypatch):
+    other = _other_model()
+    shipped = {1: other, 2: small_model}
+    monkeypatch.setattr(pretrained, "available_qualities", lambda: sorted(shipped))
+    monkeypatch.setattr(pretrained, "default_quality", lambda: 2)
+    monkeypatch.setattr(pretrained, "load_pretrained", lambda q=None: shipped[q or 2])
+    img = random_image(12, 12)
+    data = encode(img)
+    assert unpack(data).quality == 2
+    assert unpack(encode(img, quality=1)).quality == 1
+    assert decode(data).size == (12, 12)  # default model: found by the quality hint
+    hint_wrong = pack(dataclasses.replace(unpack(data), quality=1))
+    assert decode(hint_wrong).size == (12, 12)  # found by the digest anyway
+    foreign = encode(img, model=_fresh_model(11))
+    with pytest.raises(ModelMismatchError, match="none of the shipped models"):
+        decode(foreign)
+
+
+def _fresh_model(seed: int):
+    torch.manual_seed(seed)
+    m = dcae.DCAEModel("small").eval()
+    m.update(force=True)
+    return m
+
+
+def test_no_shipped_weights(small_model, monkeypatch):
+    monkeypatch.setattr(pretrained, "available_qualities", lambda: [])
+    with pytest.raises(DCAEError, match="ships no pretrained weights"):
+        encode(random_image(4, 4))
+    data = encode(random_image(4, 4), model=small_model)
+    with pytest.raises(ModelMismatchError, match="ships no pretrained weights"):
+        decode(data)
+
+
+def test_max_pixels(small_model):
+    data = encode(random_image(40, 50), model=small_model)
+    with pytest.raises(FormatError, match="max_pixels"):
+        decode(data, model=small_model, max_pixels=1999)
+    assert decode(data, model=small_model, max_pixels=2000).size == (50, 40)
+
+
+# ---------------------------------------------------------------------------- corruption
+def reseal(data: bytes) -> bytes:
+    return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
+
+
+def test_tampered_checksum_names_the_slice(small_model):
+    stream = unpack(encode(random_image(30, 30), model=small_model))
+    sums = list(stream.checksums)
+    sums[1] ^= 1
+    data = pack(dataclasses.replace(stream, checksums=tuple(sums)))
+    with pytest.raises(DecodingError, match="slice 1 "):
+        decode(data, model=small_model)
+
+
+def test_tampered_y_string_is_detected(small_model):
+    stream = unpack(encode(random_image(48, 48), model=small_model))
+    y = bytearray(stream.strings[0])
+    y[len(y) // 2] ^= 0xFF
+    data = pack(dataclasses.replace(stream, strings=(bytes(y), stream.strings[1])))
+    with pytest.raises(DecodingError, match="slice"):
+        decode(data, model=small_model)
+    short = pack(dataclasses.replace(stream, strings=(b"", b"")))
+    with pytest.raises(DecodingError):
+        decode(short, model=small_model)
+
+
+def _fuzz_bases(model):
+    return [
+        encode(random_image(13, 21, seed=1), model=model),
+        encode(random_image(1, 1, "L", seed=2), model=model),
+        encode(random_image(35, 18, seed=3), model=model, padding="official"),
+    ]
+
+
+@st.composite
+def mutations(draw, n_bases: int):
+    base = draw(st.integers(0, n_bases - 1))
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["flip", "set", "insert", "delete", "truncate"]),
+                st.integers(0, 2000),
+                st.integers(0, 255),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    return base, ops, draw(st.booleans())
+
+
+def _mutate(data: bytes, ops) -> bytes:
+    b = bytearray(data)
+    for op, pos, value in ops:
+        i = pos % (len(b) + 1)
+        if op == "flip" and b:
+            b[i % len(b)] ^= 1 << (value % 8)
+        elif op == "set" and b:
+            b[i % len(b)] = value
+        elif op == "insert":
+            b[i:i] = bytes([value]) * (1 + value % 3)
+        elif op == "delete" and b:
+            del b[i % len(b) : i % len(b) + 1 + value % 4]
+        elif op == "truncate":
+            del b[i:]
+    return bytes(b)
+
+
+def _check_decode(model, data: bytes) -> str:
+    """Decode must raise a DCAEError or return an image of the recorded size."""
+    with time_limit(FUZZ_TIME_LIMIT_S):
+        try:
+            img = decode(data, model=model)
+        except DCAEError as e:
+            return type(e).__name__
+    stream = unpack(data)
+    assert img.size == (stream.width, stream.height)
+    assert img.mode == ("L" if stream.channels == 1 else "RGB")
+    return "decoded"
+
+
+def _fuzz(model, case, bases):
+    base, ops, fix_crc = case
+    data = _mutate(bases[base], ops)
+    if fix_crc and len(data) >= 4:
+        data = reseal(data)  # past the CRC: exercises the field checks and the decoder
+    outcome = _check_decode(model, data)
+    event(f"{'resealed' if fix_crc else 'raw'}: {outcome}")
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def fuzz_bases(small_model):
+    return _fuzz_bases(small_model)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=mutations(3))
+def test_fuzz_mutated_files(small_model, fuzz_bases, case):
+    _fuzz(small_model, case, fuzz_bases)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=mutations(3))
+def test_fuzz_mutated_files_long(small_model, fuzz_bases, case):
+    _fuzz(small_model, case, fuzz_bases)
+
+
+def test_fuzz_payload_bytes_under_valid_crc(small_model, fuzz_bases):
+    """Every single-byte change of the strings of a small file, CRC recomputed:
+    the symbol checksums must catch what the CRC no longer does."""
+    outcomes = {}
+    data = fuzz_bases[1]
+    stream = unpack(data)
+    start = len(data) - 4 - stream.payload_bytes - 8
+    for i in range(start, len(data) - 4):
+        mutated = bytearray(data)
+        mutated[i] ^= 0x5A
+        kind = _check_decode(small_model, reseal(bytes(mutated)))
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert set(outcomes) <= {"FormatError", "DecodingError", "decoded"}
+    assert outcomes.get("DecodingError", 0) + outcomes.get("FormatError", 0) > 0
