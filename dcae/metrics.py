@@ -280,7 +280,12 @@ def _pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float
         h = x[k + 1] - x[k]
         delta = (y[k + 1] - y[k]) / h
         # y(t) = c0 + c1 t + c2 t^2 + c3 t^3 with t = x - x[k]
-        c = (y[k], d[k], (3 * delta - 2 * d[k] - d[k + 1]) / h, (d[k] + d[k + 1] - 2 * delta) / h**2)
+        c = (
+            y[k],
+            d[k],
+            (3 * delta - 2 * d[k] - d[k + 1]) / h,
+            (d[k] + d[k + 1] - 2 * delta) / h**2,
+        )
         antiderivative = np.polynomial.Polynomial(c).integ()
         total += float(antiderivative(b - x[k]) - antiderivative(a - x[k]))
     return total

@@ -1,0 +1,176 @@
+"""``dcae eval DIR``: rate-distortion report of dcae against JPEG, WebP and anchors.
+
+Evaluates the shipped models (or ``--checkpoint`` files) with real entropy
+coding on every image in ``DIR``, sweeps Pillow JPEG and WebP over qualities
+on the same images, and writes CompressAI results JSON, a per-image CSV, a
+BD-rate table and an RD plot to ``--output``. See :mod:`dcae.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+
+from ..errors import DCAEError
+from ..evaluate import find_anchors_dir, run_evaluation
+
+__all__ = ["DEFAULT_JPEG_QUALITIES", "DEFAULT_WEBP_QUALITIES", "HELP", "add_arguments", "run"]
+
+HELP = "rate-distortion evaluation against JPEG, WebP and published anchors"
+
+DEFAULT_JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+DEFAULT_WEBP_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+def _int_list(text: str) -> List[int]:
+    """``"5,10,20"`` -> ``[5, 10, 20]``; ``""`` or ``"none"`` -> ``[]``."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dcae eval``."""
+    parser.add_argument("directory", type=Path, help="folder of images (e.g. the Kodak set)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("eval-results"),
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="evaluate these checkpoints (one rate point each) instead of the shipped models",
+    )
+    parser.add_argument(
+        "--qualities",
+        type=_int_list,
+        help="shipped qualities to evaluate, e.g. 1,2,3 (default: all)",
+    )
+    parser.add_argument(
+        "--name", default="dcae", help="name of the dcae curve (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--jpeg-qualities",
+        type=_int_list,
+        default=list(DEFAULT_JPEG_QUALITIES),
+        help="Pillow JPEG qualities, comma-separated, 'none' to skip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webp-qualities",
+        type=_int_list,
+        default=list(DEFAULT_WEBP_QUALITIES),
+        help="Pillow WebP qualities, comma-separated, 'none' to skip (default: %(default)s)",
+    )
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument(
+        "--anchors",
+        type=Path,
+        help="published anchors folder (default: $DCAE_ANCHORS or the nearest shared/anchors)",
+    )
+    parser.add_argument("--no-anchors", action="store_true", help="compare with no anchors")
+    parser.add_argument(
+        "--anchor-dataset",
+        default="kodak",
+        help="dataset of the anchors to compare with (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bd-method",
+        choices=("cubic", "pchip"),
+        default="cubic",
+        help="Bjontegaard interpolation: cubic (VCEG-M33) or pchip (VCEG-AL22) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--estimate-rate",
+        action="store_true",
+        help="also run the model's forward pass and report real vs estimated bpp",
+    )
+    parser.add_argument("--device", default="cpu", help="device of the models (default: cpu)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write rd.png")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torch.nn.Module]]]:
+    from ..pretrained import available_qualities, load_checkpoint, load_pretrained
+
+    if args.checkpoint:
+        if args.qualities:
+            raise DCAEError("--qualities selects shipped models; it cannot go with --checkpoint")
+        points = []
+        seen = set()
+        for path in args.checkpoint:
+            if not path.is_file():
+                raise FileNotFoundError(f"checkpoint {path} does not exist")
+            label = path.name.split(".")[0] or path.name
+            while label in seen:
+                label += "'"
+            seen.add(label)
+            points.append((label, functools.partial(load_checkpoint, path)))
+        return points
+    shipped = available_qualities()
+    if not shipped:
+        raise DCAEError(
+            "this installation of dcae ships no pretrained weights; pass --checkpoint PATH ..."
+        )
+    qualities = args.qualities or shipped
+    missing = sorted(set(qualities) - set(shipped))
+    if missing:
+        raise DCAEError(f"qualities {missing} are not shipped; choose from {shipped}")
+    return [(f"q{q}", functools.partial(load_pretrained, q)) for q in sorted(set(qualities))]
+
+
+def _check_device(device: str) -> str:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"invalid --device {device!r}: {e}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DCAEError("--device cuda requested but no CUDA GPU is available")
+    return device
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dcae eval``; returns the exit code."""
+    points = _model_points(args)
+    device = _check_device(args.device)
+    anchors = None
+    if not args.no_anchors:
+        anchors = args.anchors or find_anchors_dir()
+        if anchors is None:
+            print("dcae eval: no anchors folder found; pass --anchors DIR", file=sys.stderr)
+    log = (lambda _: None) if args.quiet else functools.partial(print, file=sys.stderr)
+    report = run_evaluation(
+        args.directory,
+        args.output,
+        points,
+        name=args.name,
+        jpeg_qualities=args.jpeg_qualities,
+        webp_qualities=args.webp_qualities,
+        anchors_dir=anchors,
+        anchor_dataset=args.anchor_dataset,
+        method=args.bd_method,
+        plot=not args.no_plot,
+        limit=args.limit,
+        device=device,
+        estimate_rate=args.estimate_rate,
+        log=log,
+    )
+    print(report.files["summary"].read_text())
+    written: Sequence[Path] = sorted(set(report.files.values()))
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
