@@ -334,12 +334,7 @@ def evaluate_pillow(
         log: progress callback.
     """
     fmt = fmt.upper()
-    if fmt not in ("JPEG", "WEBP"):
-        raise ValueError(f"unsupported format {fmt!r}; use JPEG or WEBP")
-    qualities = list(qualities)
-    for q in qualities:
-        if not 1 <= int(q) <= 100:
-            raise ValueError(f"{fmt} quality must be in 1..100, got {q}")
+    qualities = _check_qualities(fmt, qualities)
     codec = _pillow_name(fmt)
     pixels = [_read_rgb(p) for p in images]
     records = []
@@ -363,6 +358,16 @@ def evaluate_pillow(
             records.append(rec)
             log(_progress_line(rec, i + 1, len(images)))
     return records
+
+
+def _check_qualities(fmt: str, qualities: Iterable[int]) -> List[int]:
+    if fmt not in ("JPEG", "WEBP"):
+        raise ValueError(f"unsupported format {fmt!r}; use JPEG or WEBP")
+    qualities = [int(q) for q in qualities]
+    for q in qualities:
+        if not 1 <= q <= 100:
+            raise ValueError(f"{fmt} quality must be in 1..100, got {q}")
+    return qualities
 
 
 def _pillow_name(fmt: str) -> str:
@@ -691,6 +696,8 @@ def run_evaluation(
     """
     if method not in ("cubic", "pchip"):
         raise ValueError(f"method must be 'cubic' or 'pchip', got {method!r}")
+    _check_qualities("JPEG", jpeg_qualities)
+    _check_qualities("WEBP", webp_qualities)
     images = collect_images(image_dir, limit)
     for p in images:  # fail early on unreadable or too small images
         _read_rgb(p)

@@ -1,0 +1,317 @@
+"""dcae.evaluate and ``dcae eval``: records, curves, BD table, anchors, end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcae import DCAEError, DCAEModel
+from dcae.cli import main
+from dcae.evaluate import (
+    Curve,
+    ImageRecord,
+    bd_table,
+    collect_images,
+    evaluate_model,
+    evaluate_pillow,
+    format_bd_markdown,
+    load_anchors,
+    mean_curve,
+)
+from dcae.metrics import psnr
+from dcae.pretrained import save_checkpoint
+
+SIZE = (176, 184)  # (h, w): the smallest sizes MS-SSIM accepts, plus a non-square side
+
+ANCHOR_RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
+ANCHOR_PSNR = [28.0, 30.5, 33.0, 35.5, 38.0]
+
+
+def _photo(seed: int, size=SIZE) -> np.ndarray:
+    """A smooth synthetic 'photo' with edges and some texture, uint8 RGB."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, size[0] // 16, size[1] // 16, generator=g)
+    x = torch.nn.functional.interpolate(low, size=size, mode="bicubic", align_corners=False)
+    x[..., size[0] // 3 :, : size[1] // 2] += 0.3  # an edge
+    x = x + 0.03 * torch.randn(x.shape, generator=g)
+    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    for i in range(2):
+        Image.fromarray(_photo(i)).save(d / f"img{i}.png")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = DCAEModel("small").eval()
+    model.update(force=True)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def anchors_dir(tmp_path_factory) -> Path:
+    """A miniature anchors folder in the layout of ../shared/anchors."""
+    d = tmp_path_factory.mktemp("anchors")
+    (d / "kodak").mkdir()
+    vtm = {
+        "name": "VTM",
+        "description": "test",
+        "results": {
+            "bpp": ANCHOR_RATES[::-1],  # unsorted on purpose
+            "psnr-rgb": ANCHOR_PSNR[::-1],
+            "ms-ssim-rgb": [0.995, 0.99, 0.98, 0.96, 0.92],
+        },
+    }
+    (d / "kodak" / "vtm.json").write_text(json.dumps(vtm))
+    paper = {
+        "Kodak": {"bpp": [0.8, 0.6, 0.4, 0.3, 0.2, 0.1], "PSNR": [37, 36, 34, 33, 31, 29]},
+        "Kodak_MS-SSIM": {"bpp": [0.6, 0.45, 0.33, 0.23], "MS_SSIM": [21.7, 20.1, 18.6, 16.9]},
+    }
+    (d / "dcae-paper-rd.json").write_text(json.dumps(paper))
+    return d
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_collect_images(image_dir, tmp_path):
+    files = collect_images(image_dir)
+    assert [f.name for f in files] == ["img0.png", "img1.png"]
+    assert len(collect_images(image_dir, limit=1)) == 1
+    with pytest.raises(DCAEError, match="no images"):
+        collect_images(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        collect_images(tmp_path / "missing")
+    with pytest.raises(ValueError, match="limit"):
+        collect_images(image_dir, limit=0)
+
+
+def test_evaluate_pillow_measures_real_files(image_dir):
+    images = collect_images(image_dir)[:1]
+    recs = evaluate_pillow(images, "jpeg", [10, 50, 90])
+    assert [r.point for r in recs] == ["q10", "q50", "q90"]
+    # Rate is the real file size: re-encode independently and compare.
+    with Image.open(images[0]) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=50)
+        h, w = img.height, img.width
+    assert recs[1].n_bytes == len(buf.getvalue())
+    assert recs[1].bpp == pytest.approx(8 * len(buf.getvalue()) / (h * w))
+    # More quality, more bits and less distortion.
+    assert recs[0].bpp < recs[1].bpp < recs[2].bpp
+    assert recs[0].psnr < recs[1].psnr < recs[2].psnr
+    assert recs[0].ms_ssim < recs[1].ms_ssim < recs[2].ms_ssim < 1
+    with pytest.raises(ValueError, match="quality"):
+        evaluate_pillow(images, "webp", [0])
+    with pytest.raises(ValueError, match="format"):
+        evaluate_pillow(images, "gif", [50])
+
+
+def test_evaluate_model_counts_every_string(image_dir, small_model):
+    images = collect_images(image_dir)[:1]
+    [rec] = evaluate_model(small_model, images, "dcae", "q1", estimate_rate=True)
+    with Image.open(images[0]) as img:
+        x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        enc = small_model.compress(x)
+        x_hat = small_model.decompress(enc["strings"], enc["shape"])["x_hat"]
+    n_bytes = sum(len(s) for strings in enc["strings"] for s in strings)
+    assert rec.n_bytes == n_bytes
+    assert rec.bpp == pytest.approx(8 * n_bytes / (SIZE[0] * SIZE[1]))
+    expected_psnr = psnr(x, (x_hat.clamp(0, 1) * 255).round() / 255)
+    assert rec.psnr == pytest.approx(expected_psnr, abs=1e-6)
+    assert rec.bpp_estimate is not None and rec.bpp_estimate > 0
+    assert rec.encoding_time > 0 and rec.decoding_time > 0
+    assert (rec.width, rec.height) == (SIZE[1], SIZE[0])
+
+
+def test_too_small_images_are_rejected(tmp_path, small_model):
+    Image.fromarray(_photo(0, (64, 200))).save(tmp_path / "small.png")
+    with pytest.raises(DCAEError, match="161"):
+        evaluate_pillow(collect_images(tmp_path), "JPEG", [50])
+
+
+def _rec(point: str, image: str, bpp: float, p: float) -> ImageRecord:
+    return ImageRecord("c", point, image, 10, 10, 1, bpp, p, 0.9, 0.1, 0.2)
+
+
+def test_mean_curve_sorts_by_rate_and_averages():
+    recs = [
+        _rec("hi", "a", 1.0, 34.0),
+        _rec("hi", "b", 2.0, 36.0),
+        _rec("lo", "a", 0.2, 28.0),
+        _rec("lo", "b", 0.4, 30.0),
+    ]
+    c = mean_curve(recs, "c")
+    assert c.points == ["lo", "hi"]
+    assert c.bpp == pytest.approx([0.3, 1.5])
+    assert c.psnr == pytest.approx([29.0, 35.0])
+    out = c.to_compressai()
+    assert set(out) >= {"name", "description", "results"}
+    assert set(out["results"]) == {
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim-rgb",
+        "encoding_time",
+        "decoding_time",
+    }
+    back = Curve.from_compressai(out)
+    assert back.bpp == c.bpp and back.psnr == c.psnr
+
+
+def test_results_json_readable_by_compressai_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = pytest.importorskip("compressai.utils.plot.__main__")
+    c = mean_curve([_rec("lo", "a", 0.2, 28.0), _rec("hi", "a", 1.0, 34.0)], "mine")
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(c.to_compressai()))
+    parsed = plot.parse_json_file(path, "psnr")
+    assert parsed["name"] == "mine" and parsed["xs"] == c.bpp and parsed["ys"] == c.psnr
+    parsed = plot.parse_json_file(path, "ms-ssim")
+    np.testing.assert_allclose(parsed["ys"], c.metric("ms-ssim"))
+
+
+def test_bd_table_known_answer():
+    anchor = Curve("anchor", ANCHOR_RATES, ANCHOR_PSNR, ms_ssim=[0.9, 0.93, 0.95, 0.97, 0.98])
+    test = Curve("test", [0.8 * r for r in ANCHOR_RATES], ANCHOR_PSNR, ms_ssim=anchor.ms_ssim)
+    psnr_only = Curve("psnr only", ANCHOR_RATES, [p - 0.5 for p in ANCHOR_PSNR])
+    short = Curve("short", ANCHOR_RATES[:3], ANCHOR_PSNR[:3])
+    for method in ("cubic", "pchip"):
+        rows = bd_table([test], [anchor, psnr_only, short], method)
+        assert [r.anchor for r in rows] == ["anchor", "psnr only", "short"]
+        assert rows[0].bd_rate_psnr == pytest.approx(-20.0, abs=1e-9)
+        assert rows[0].bd_rate_ms_ssim == pytest.approx(-20.0, abs=1e-9)
+        assert rows[1].bd_psnr == pytest.approx(0.5 + rows[0].bd_psnr, abs=1e-9)
+        assert rows[1].bd_rate_ms_ssim is None and not rows[1].notes  # no data, no error
+        assert rows[2].bd_rate_psnr is None and "at least 4 points" in rows[2].notes[0]
+        md = format_bd_markdown(rows, method)
+        assert "| anchor |" in md and "-20.00 %" in md and "n/a" in md and "at least 4" in md
+
+
+def test_load_anchors(anchors_dir):
+    curves = {c.name: c for c in load_anchors(anchors_dir, "kodak")}
+    assert set(curves) == {"DCAE (paper)", "DCAE MS-SSIM models (paper)", "VTM"}
+    vtm = curves["VTM"]
+    assert vtm.bpp == sorted(ANCHOR_RATES) and vtm.psnr == ANCHOR_PSNR
+    paper = curves["DCAE (paper)"]
+    assert paper.bpp == sorted(paper.bpp) and paper.ms_ssim is None
+    ms = curves["DCAE MS-SSIM models (paper)"]
+    np.testing.assert_allclose(ms.metric("ms-ssim"), [16.9, 18.6, 20.1, 21.7])
+    with pytest.raises(FileNotFoundError):
+        load_anchors(anchors_dir / "missing")
+
+
+def test_load_real_anchors():
+    d = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+    if not d.is_dir():
+        pytest.skip("no shared/anchors on this machine")
+    names = {c.name for c in load_anchors(d)}
+    assert {"DCAE (paper)", "VTM", "JPEG", "WebP"} <= names
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_dcae_eval_end_to_end(image_dir, checkpoint, anchors_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = [
+        "eval", str(image_dir), "-o", str(out), "--checkpoint", str(checkpoint),
+        "--jpeg-qualities", "20,50,80", "--webp-qualities", "30,70",
+        "--anchors", str(anchors_dir), "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "Bjontegaard" in stdout and "JPEG (Pillow)" in stdout
+
+    expected_points = {"dcae.json": 1, "jpeg-pillow.json": 3, "webp-pillow.json": 2}
+    for name, n in expected_points.items():
+        data = json.loads((out / name).read_text())
+        assert set(data) >= {"name", "description", "results"}
+        results = data["results"]
+        assert set(results) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
+        assert all(len(v) == n for v in results.values()), (name, results)
+        assert results["bpp"] == sorted(results["bpp"])
+        assert all(0 < v < 1 for v in results["ms-ssim-rgb"])
+
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * (1 + 3 + 2)
+    dcae_rows = [r for r in rows if r["codec"] == "dcae"]
+    assert {r["image"] for r in dcae_rows} == {"img0", "img1"}
+    assert all(r["point"] == "tiny" and int(r["bytes"]) > 0 for r in dcae_rows)
+
+    bd = (out / "bd_rate.md").read_text()
+    for anchor in ("JPEG (Pillow)", "WebP (Pillow)", "DCAE (paper)", "VTM"):
+        assert f"| {anchor} |" in bd
+    assert json.loads((out / "bd_rate.json").read_text())["method"] == "cubic"
+    assert (out / "summary.md").is_file()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not (out / "rd.png").exists()
+    else:
+        assert (out / "rd.png").stat().st_size > 1000
+
+    # --no-plot, --limit, no anchors, no WebP: fewer outputs
+    out2 = tmp_path / "report2"
+    argv2 = [
+        "eval", str(image_dir), "-o", str(out2), "--checkpoint", str(checkpoint),
+        "--jpeg-qualities", "50", "--webp-qualities", "none", "--no-anchors", "--no-plot",
+        "--limit", "1", "--quiet",
+    ]  # fmt: skip
+    assert main(argv2) == 0
+    assert not (out2 / "rd.png").exists() and not (out2 / "webp-pillow.json").exists()
+    with open(out2 / "per_image.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_dcae_eval_uses_shipped_models(image_dir, small_model, monkeypatch, tmp_path):
+    import dcae.pretrained as pretrained
+
+    loaded = []
+
+    def fake_load(q=None):
+        loaded.append(q)
+        return small_model
+
+    monkeypatch.setattr(pretrained, "available_qualities", lambda: [1, 2])
+    monkeypatch.setattr(pretrained, "load_pretrained", fake_load)
+    argv = [
+        "eval", str(image_dir), "-o", str(tmp_path), "--jpeg-qualities", "none",
+        "--webp-qualities", "none", "--no-anchors", "--no-plot", "--limit", "1",
+        "--qualities", "2", "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert loaded == [2]
+    data = json.loads((tmp_path / "dcae.json").read_text())
+    assert data["points"] == ["q2"] and len(data["results"]["bpp"]) == 1
+    assert main([*argv[:-3], "--qualities", "3", "--quiet"]) == 1  # not shipped
+
+
+def test_dcae_eval_errors(image_dir, checkpoint, monkeypatch, tmp_path, capsys):
+    import dcae.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "available_qualities", lambda: [])
+    base = ["eval", str(image_dir), "-o", str(tmp_path), "--no-anchors", "--quiet"]
+    assert main(base) == 1
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(tmp_path / "missing.pt")]) == 1
+    assert main([*base, "--checkpoint", str(checkpoint), "--qualities", "1"]) == 1
+    assert main([*base, "--checkpoint", str(checkpoint), "--jpeg-qualities", "0"]) == 1
+    with pytest.raises(SystemExit):
+        main([*base, "--jpeg-qualities", "a,b"])
