@@ -193,7 +193,10 @@ def resolve_model(
         _check_ready(model)
         return model, 0
     if checkpoint is not None:
-        m = pretrained.load_checkpoint(checkpoint)
+        try:
+            m = pretrained.load_checkpoint(checkpoint)
+        except DCAEError as e:  # torch's messages span lines: keep errors to one
+            raise type(e)(" ".join(str(e).split())) from e
         _check_ready(m)
         return m, 0
     if not pretrained.available_qualities():

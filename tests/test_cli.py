@@ -1,0 +1,228 @@
+"""``dcae compress`` / ``dcae decompress``.
+
+A few runs go through a real subprocess (exit codes, one-line errors, no
+partial files); the other cases call :func:`dcae.cli.main` in-process, which
+is what the console script runs, to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcae import DCAEModel
+from dcae.bitstream import unpack
+from dcae.cli import main
+from dcae.pretrained import save_checkpoint
+
+
+def run_dcae(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "dcae", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def call(capsys, *args):
+    """``(exit code, stdout, stderr)`` of the CLI run in-process."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("dcae: error: "), stderr
+    return lines[0]
+
+
+def leftovers(directory: Path):
+    """Hidden temporary files the atomic writer may have left."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(small_model, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(small_model, path)
+    return path
+
+
+def image(path: Path, h: int, w: int, mode: str = "RGB", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- subprocess
+def test_subprocess_compress_no_overwrite_and_failed_decompress(checkpoint, tmp_path):
+    src = image(tmp_path / "a.png", 37, 53)
+    out = tmp_path / "a.dcae"
+    proc = run_dcae("compress", src, "-o", out, "--checkpoint", checkpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert "bpp" in proc.stdout and "bytes" in proc.stdout and " s" in proc.stdout
+    first = out.read_bytes()
+    assert unpack(first).width == 53
+
+    proc = run_dcae("compress", src, "-o", out, "--checkpoint", checkpoint)
+    assert proc.returncode == 1
+    assert "exists" in one_line_error(proc.stderr) and "--force" in proc.stderr
+    assert out.read_bytes() == first
+
+    (tmp_path / "cut.dcae").write_bytes(first[: len(first) // 2])
+    proc = run_dcae("decompress", tmp_path / "cut.dcae", "--checkpoint", checkpoint)
+    assert proc.returncode == 1 and "truncated" in one_line_error(proc.stderr)
+    assert not (tmp_path / "cut.png").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_subprocess_directory_with_progress(checkpoint, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    image(src / "a.png", 20, 30)
+    image(src / "b.png", 9, 5, "L")
+    image(src / "c.png", 8, 8, "LA")
+    (src / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    proc = run_dcae("compress", src, "-o", out, "--checkpoint", checkpoint)
+    assert proc.returncode == 1
+    assert "1/3" in proc.stdout and "2/3 files compressed" in proc.stdout
+    assert "c.png: error:" in proc.stderr and "1 of 3 files failed" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.dcae", "b.dcae"]
+    assert leftovers(out) == []
+
+
+# ---------------------------------------------------------------------------- in-process
+def test_round_trip_and_force(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "a.png", 37, 53)
+    code, out, _ = call(
+        capsys, "compress", src, "--checkpoint", checkpoint, "--padding", "official"
+    )
+    assert code == 0 and "bpp" in out
+    assert unpack((tmp_path / "a.dcae").read_bytes()).padding_policy == "official"
+
+    dec = tmp_path / "a_dec.png"
+    code, out, err = call(
+        capsys, "decompress", tmp_path / "a.dcae", "-o", dec, "--checkpoint", checkpoint
+    )
+    assert code == 0, err
+    assert Image.open(dec).size == (53, 37) and Image.open(dec).mode == "RGB"
+
+    dec.write_bytes(b"old")
+    code, _, err = call(
+        capsys, "decompress", tmp_path / "a.dcae", "-o", dec, "--checkpoint", checkpoint
+    )
+    assert code == 1 and "exists" in one_line_error(err)
+    assert dec.read_bytes() == b"old"
+    code, _, err = call(
+        capsys, "decompress", tmp_path / "a.dcae", "-o", dec, "--checkpoint", checkpoint, "--force"
+    )
+    assert code == 0, err
+    assert Image.open(dec).size == (53, 37)
+    assert leftovers(tmp_path) == []
+
+
+def test_default_output_names_and_output_directory(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "b.png", 10, 12, "L")
+    assert call(capsys, "compress", src, "--checkpoint", checkpoint)[0] == 0
+    assert (tmp_path / "b.dcae").exists()
+    outdir = tmp_path / "decoded"
+    outdir.mkdir()
+    assert (
+        call(capsys, "decompress", tmp_path / "b.dcae", "-o", outdir, "--checkpoint", checkpoint)[
+            0
+        ]
+        == 0
+    )
+    assert Image.open(outdir / "b.png").mode == "L"
+
+
+def test_errors_are_one_line_and_leave_nothing(checkpoint, tmp_path, capsys):
+    rgba = image(tmp_path / "rgba.png", 16, 16, "RGBA")
+    code, _, err = call(capsys, "compress", rgba, "--checkpoint", checkpoint)
+    assert code == 1 and "alpha" in one_line_error(err)
+    assert not (tmp_path / "rgba.dcae").exists()
+
+    good = image(tmp_path / "g.png", 16, 16)
+    code, _, err = call(capsys, "compress", good, "-o", tmp_path / "x.dcae", "--checkpoint", rgba)
+    assert code == 1 and "checkpoint" in one_line_error(err)
+    assert not (tmp_path / "x.dcae").exists()
+
+    code, _, err = call(capsys, "compress", tmp_path / "missing.png", "--checkpoint", checkpoint)
+    assert code == 1 and "no such file" in one_line_error(err)
+
+    assert call(capsys, "compress", good, "--checkpoint", checkpoint)[0] == 0
+    code, _, err = call(capsys, "decompress", tmp_path / "g.dcae", "-o", tmp_path / "g.xyz")
+    assert code == 1 and "suffix" in one_line_error(err)
+
+    data = bytearray((tmp_path / "g.dcae").read_bytes())
+    data[-10] ^= 1
+    (tmp_path / "bad.dcae").write_bytes(bytes(data))
+    code, _, err = call(capsys, "decompress", tmp_path / "bad.dcae", "--checkpoint", checkpoint)
+    assert code == 1 and "CRC32" in one_line_error(err)
+    assert not (tmp_path / "bad.png").exists()
+
+    torch_seeded_other = tmp_path / "other.pt"
+    torch.manual_seed(5)
+    other = DCAEModel("small").eval()
+    other.update(force=True)
+    save_checkpoint(other, torch_seeded_other)
+    code, _, err = call(
+        capsys,
+        "decompress",
+        tmp_path / "g.dcae",
+        "-o",
+        tmp_path / "g2.png",
+        "--checkpoint",
+        torch_seeded_other,
+    )
+    assert code == 1 and "written by model" in one_line_error(err)
+    assert not (tmp_path / "g2.png").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_directory_round_trip_refuses_existing_outputs(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    image(src / "a.png", 20, 30)
+    image(src / "b.jpg", 9, 5)
+    out = tmp_path / "out"
+    code, stdout, err = call(capsys, "compress", src, "-o", out, "--checkpoint", checkpoint)
+    assert code == 0, err
+    assert "[" in stdout and "2/2 files compressed" in stdout
+    dec = tmp_path / "dec"
+    code, stdout, err = call(capsys, "decompress", out, "-o", dec, "--checkpoint", checkpoint)
+    assert code == 0, err
+    assert Image.open(dec / "a.png").size == (30, 20)
+    assert Image.open(dec / "b.png").size == (5, 9)
+    before = (dec / "a.png").read_bytes()
+    code, _, err = call(capsys, "decompress", out, "-o", dec, "--checkpoint", checkpoint)
+    assert code == 1 and "exists" in one_line_error(err)
+    assert (dec / "a.png").read_bytes() == before
+    code, _, err = call(capsys, "compress", src, "-o", src / "a.png", "--checkpoint", checkpoint)
+    assert code == 1 and "not a directory" in one_line_error(err)
+
+
+def test_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compress", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--checkpoint", "--quality", "--force", "--padding"):
+        assert flag in out
+    with pytest.raises(SystemExit):
+        main(["compress", "x.png", "--quality", "1", "--checkpoint", "m.pt"])
+    assert "not allowed with" in capsys.readouterr().err
