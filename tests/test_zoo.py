@@ -1,0 +1,200 @@
+"""CompressAI registry and zoo entries, the authors' weights cache, eval_model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import compressai.zoo
+import pytest
+import torch
+import torch.nn.functional as F
+from compressai.ops import compute_padding
+from compressai.registry import MODELS
+from compressai.zoo.image import model_architectures
+from PIL import Image
+from torchvision.transforms.functional import to_tensor
+
+import dcae
+from dcae import DCAEError, DCAEModel, ModelMismatchError, zoo
+from dcae.pretrained import save_checkpoint
+
+KODAK = Path("/work/shared/datasets/kodak")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_registered_after_import() -> None:
+    name = zoo.ZOO_NAME
+    assert name in ("dcae", "dcae-lu2025")
+    assert MODELS[name] is DCAEModel
+    assert compressai.zoo.image_models[name] is zoo.dcae
+    assert compressai.zoo.models[name] is zoo.dcae
+    assert model_architectures[name] is DCAEModel
+    assert zoo.register() == name  # idempotent
+
+
+def test_does_not_override_a_compressai_dcae(monkeypatch: pytest.MonkeyPatch) -> None:
+    class CompressAIsDCAE:  # stands for compressai.models.dcae.DCAE
+        pass
+
+    monkeypatch.setitem(MODELS, "dcae", CompressAIsDCAE)
+    monkeypatch.setitem(compressai.zoo.image_models, "dcae", lambda **kw: None)
+    monkeypatch.setitem(model_architectures, "dcae", CompressAIsDCAE)
+    monkeypatch.delitem(MODELS, "dcae-lu2025", raising=False)
+    assert zoo._choose_name() == "dcae-lu2025"
+    name = zoo.register()
+    try:
+        assert name == "dcae-lu2025"
+        assert MODELS["dcae"] is CompressAIsDCAE and MODELS[name] is DCAEModel
+        assert model_architectures["dcae"] is CompressAIsDCAE
+    finally:
+        for d in (MODELS, compressai.zoo.image_models, compressai.zoo.models):
+            d.pop("dcae-lu2025", None)
+        model_architectures.pop("dcae-lu2025", None)
+
+
+def test_qualities_map_to_the_official_lambdas() -> None:
+    assert [zoo.lambda_for(q) for q in range(1, 7)] == [
+        0.0018,
+        0.0035,
+        0.0067,
+        0.013,
+        0.025,
+        0.05,
+    ]
+    assert [zoo.lambda_for(q, "ms-ssim") for q in range(1, 7)] == [
+        2.40,
+        4.58,
+        8.73,
+        16.64,
+        31.73,
+        60.5,
+    ]
+    assert set(zoo.OFFICIAL_URLS) == {(m, q) for m in zoo.METRICS for q in range(1, 7)}
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(ValueError, match="quality"):
+            zoo.lambda_for(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="metric"):
+        zoo.dcae(1, metric="psnr")
+
+
+def test_zoo_factory_builds_a_fresh_model() -> None:
+    net = compressai.zoo.image_models[zoo.ZOO_NAME](quality=2, config="small")
+    assert isinstance(net, DCAEModel) and net.config.M == 96
+    with pytest.raises(ValueError, match="no architecture"):
+        zoo.dcae(2, pretrained=True, config="small")
+
+
+def test_missing_weights_say_what_to_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DCAE_WEIGHTS_DIR", str(tmp_path))
+    assert zoo.weights_dir() == tmp_path
+    with pytest.raises(DCAEError) as err:
+        zoo.dcae(4, metric="ms-ssim", pretrained=True)
+    msg = str(err.value)
+    assert zoo.OFFICIAL_URLS[("ms-ssim", 4)] in msg
+    assert str(tmp_path / "dcae-ms-ssim-q4.pth.tar") in msg
+    assert "DCAE_WEIGHTS_DIR" in msg and "16.64" in msg
+    monkeypatch.delenv("DCAE_WEIGHTS_DIR")
+    assert zoo.weights_dir() == Path.home() / ".cache" / "dcae"
+
+
+def _official_file(path: Path, model: DCAEModel) -> None:
+    """Write ``model`` as the official train.py does (module. prefix, extras)."""
+    sd = {"module." + k: v for k, v in model.to_official_state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 49, "state_dict": sd, "loss": 0.5}, path)
+
+
+def test_pretrained_loads_converts_and_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    ref = DCAEModel("small").eval()
+    # an official file under the name train.py gives it, in the metric subfolder
+    _official_file(tmp_path / "mse" / "0.025checkpoint_best.pth.tar", ref)
+    monkeypatch.setenv("DCAE_WEIGHTS_DIR", str(tmp_path))
+    # the small model is not the authors' architecture: rejected
+    with pytest.raises(ModelMismatchError, match="architecture"):
+        zoo.dcae(5, pretrained=True)
+    # pretend the authors trained the small preset
+    monkeypatch.setitem(zoo.PRESETS, "paper", ref.config)
+    net = zoo.dcae(5, pretrained=True)
+    assert not net.training
+    assert net.entropy_model.gaussian_conditional.quantized_cdf.numel() > 0
+    params = dict(net.named_parameters())
+    for k, v in ref.named_parameters():
+        assert torch.equal(params[k], v), k
+    monkeypatch.setitem(zoo.KNOWN_SHA256, ("mse", 5), "0" * 64)
+    with pytest.raises(DCAEError, match="sha256"):
+        zoo.dcae(5, pretrained=True)
+    (tmp_path / "dcae-mse-q3.pth.tar").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelMismatchError, match="readable"):
+        zoo.dcae(3, pretrained=True)
+
+
+def _bpp_and_psnr(model: DCAEModel, image: Path) -> tuple:
+    """What compressai's eval_model computes, computed here."""
+    x = to_tensor(Image.open(image).convert("RGB")).unsqueeze(0)
+    pad, unpad = compute_padding(x.shape[2], x.shape[3], min_div=64)
+    with torch.no_grad():
+        enc = model.compress(F.pad(x, pad))
+        x_hat = F.pad(model.decompress(enc["strings"], enc["shape"])["x_hat"], unpad)
+    bpp = sum(len(s[0]) for s in enc["strings"]) * 8.0 / (x.shape[2] * x.shape[3])
+    a, b = (x * 255).round(), (x_hat * 255).clamp(0, 255).round()
+    return bpp, 20 * math.log10(255) - 10 * torch.log10((a - b).pow(2).mean()).item()
+
+
+@pytest.mark.skipif(not KODAK.is_dir(), reason="needs the Kodak images")
+def test_eval_model_end_to_end(tmp_path: Path, small_model: DCAEModel) -> None:
+    """python -m dcae.eval_model on two Kodak images with a small checkpoint,
+    in the dcae and the official layouts; then compressai.utils.plot."""
+    images = tmp_path / "kodak2"
+    images.mkdir()
+    for name in ("kodim01.png", "kodim02.png"):
+        shutil.copy(KODAK / name, images / name)
+    ckpt = tmp_path / "dcae-small.pth.tar"
+    save_checkpoint(small_model, ckpt)
+    official = tmp_path / "official-small.pth.tar"
+    torch.save({"state_dict": small_model.to_official_state_dict()}, official)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "dcae.eval_model", "checkpoint", str(images)]
+    cmd += ["-a", zoo.ZOO_NAME, "-p", str(ckpt), str(official), "-d", str(tmp_path)]
+    cmd += ["-o", "dcae-small"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "dcae-small.json").read_text())
+    assert result["name"] == f"{zoo.ZOO_NAME}-mse"
+    assert result["description"] == "Inference (ans)"
+    res = result["results"]
+    assert set(res) >= {"psnr-rgb", "ms-ssim-rgb", "bpp", "encoding_time", "decoding_time"}
+    assert len(res["bpp"]) == 2  # one entry per checkpoint
+    figures = [_bpp_and_psnr(small_model, images / n) for n in sorted(os.listdir(images))]
+    bpp = sum(f[0] for f in figures) / 2
+    psnr = sum(f[1] for f in figures) / 2
+    for i in range(2):  # both layouts give the same, our own figures
+        assert res["bpp"][i] == pytest.approx(bpp, rel=1e-12)
+        assert res["psnr-rgb"][i] == pytest.approx(psnr, abs=1e-3)
+    pytest.importorskip("matplotlib")
+    plot = [sys.executable, "-m", "compressai.utils.plot", "-f", str(tmp_path / "dcae-small.json")]
+    plot += ["-o", str(tmp_path / "rd.png")]
+    run = subprocess.run(plot, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "rd.png").stat().st_size > 0
+
+
+def test_eval_model_accepts_exactly_compressais_arguments() -> None:
+    from compressai.utils.eval_model.__main__ import setup_args
+
+    from dcae import eval_model
+
+    args = setup_args().parse_args(["checkpoint", "/data", "-a", zoo.ZOO_NAME, "-p", "a.pth"])
+    assert args.architecture == zoo.ZOO_NAME
+    assert eval_model.main.__module__ == "dcae.eval_model"
+    assert dcae.zoo is zoo
