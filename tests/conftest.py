@@ -9,7 +9,7 @@ import torch
 
 from dcae import DCAEModel
 
-torch.set_num_threads(int(os.environ.get("DCAE_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("DCAE_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
