@@ -25,7 +25,7 @@ from dcae.evaluate import (
     load_anchors,
     mean_curve,
 )
-from dcae.metrics import psnr
+from dcae.metrics import bd_rate, psnr
 from dcae.pretrained import save_checkpoint
 
 SIZE = (176, 184)  # (h, w): the smallest sizes MS-SSIM accepts, plus a non-square side
@@ -220,8 +220,14 @@ def test_load_real_anchors():
     d = Path(__file__).resolve().parents[2] / "shared" / "anchors"
     if not d.is_dir():
         pytest.skip("no shared/anchors on this machine")
-    names = {c.name for c in load_anchors(d)}
-    assert {"DCAE (paper)", "VTM", "JPEG", "WebP"} <= names
+    curves = {c.name: c for c in load_anchors(d)}
+    assert {"DCAE (paper)", "VTM", "JPEG", "WebP"} <= set(curves)
+    # The paper's Table 1: DCAE vs VTM-12.1 on Kodak, BD-rate -17.0 %.
+    vtm, paper = curves["VTM"], curves["DCAE (paper)"]
+    for method in ("cubic", "pchip"):
+        assert bd_rate(vtm.bpp, vtm.psnr, paper.bpp, paper.psnr, method) == pytest.approx(
+            -17.0, abs=0.3
+        )
 
 
 # ---------------------------------------------------------------- end to end
