@@ -189,9 +189,7 @@ class Bitstream:
         """
         if not isinstance(self.model_digest, bytes) or len(self.model_digest) != DIGEST_SIZE:
             raise FormatError(f"model digest must be {DIGEST_SIZE} bytes")
-        if len(self.model_name) > MAX_NAME or not all(
-            32 <= ord(c) < 127 for c in self.model_name
-        ):
+        if len(self.model_name) > MAX_NAME or not all(32 <= ord(c) < 127 for c in self.model_name):
             raise FormatError(
                 f"model name must be at most {MAX_NAME} printable ASCII characters, "
                 f"got {self.model_name!r}"

@@ -151,9 +151,7 @@ def image_to_tensor(image: ImageInput) -> Tuple[Tensor, int]:
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
     if not isinstance(image, Image.Image):
-        raise TypeError(
-            f"expected a path, a PIL image or a tensor, got {type(image).__name__}"
-        )
+        raise TypeError(f"expected a path, a PIL image or a tensor, got {type(image).__name__}")
     _check_size(image.height, image.width)
     rgb, channels = _pil_to_rgb(image)
     data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
@@ -291,7 +289,7 @@ def encode(
         raise DCAEError(f"unexpected latent shapes {y_shape}, {hyper_shape}; wanted {expected}")
     (y_string,), (z_string,) = out["strings"]
     stream = Bitstream(
-        model_name=net.config.name[:64],
+        model_name="".join(c for c in net.config.name if 32 <= ord(c) < 127)[:64],
         model_digest=model_fingerprint(net),
         quality=quality_hint,
         width=width,
@@ -415,6 +413,8 @@ def write_atomic(
         FileExistsError: ``path`` exists and ``force`` is false.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
     if not force and path.exists():
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")

@@ -144,4 +144,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"dcae: error: {failures} of {len(jobs)} files failed", file=sys.stderr)
         return 1
     return 0
-
