@@ -85,6 +85,21 @@ def test_round_trip_edge_sizes(small_model, h, w):
         assert decode(data, model=small_model).size == (w, h)
 
 
+@pytest.mark.parametrize("h, w", [(1, 4096), (4096, 1), (3, 4095)])
+def test_round_trip_long_thin_images(small_model, h, w):
+    img = random_image(h, w)
+    data = encode(img, model=small_model)
+    assert unpack(data).y_shape == (-(-h // 16), -(-w // 16))
+    assert decode(data, model=small_model).size == (w, h)
+
+
+@pytest.mark.slow
+def test_round_trip_4096_square(small_model):
+    img = random_image(4096, 4096)
+    data = encode(img, model=small_model)
+    assert decode(data, model=small_model).size == (4096, 4096)
+
+
 def test_minimal_padding_never_codes_more_latent_than_official(small_model):
     img = random_image(70, 33)
     s_min = unpack(encode(img, model=small_model, padding="minimal"))
