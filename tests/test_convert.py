@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping
 import pytest
 import torch
 
-from dcae import DCAEModel, ModelMismatchError
+from dcae import PRESETS, DCAEModel, ModelMismatchError
 from dcae.cli import main as cli
 from dcae.convert import to_dcae_layout, to_official_layout
 from dcae.zoo import (
@@ -113,8 +113,9 @@ def test_cli_convert_round_trip(tmp_path: Path, small_sd, capsys) -> None:
     not os.environ.get("DCAE_OFFICIAL_REPO"), reason="set DCAE_OFFICIAL_REPO to the official code"
 )
 def test_real_official_state_dict_round_trips() -> None:
-    """The state dict of the official DCAE() converts to dcae and back exactly,
-    and loads strictly into DCAEModel."""
+    """The state dict of the official DCAE() converts to dcae and back exactly
+    (also through CompressAI's port layout), loads strictly into DCAEModel and
+    is recognised as the paper architecture."""
     pytest.importorskip("timm")
     sys.path.insert(0, os.environ["DCAE_OFFICIAL_REPO"])
     try:
@@ -128,3 +129,5 @@ def test_real_official_state_dict_round_trips() -> None:
     assert_same(compressai_to_official(official_to_compressai(official)), official)
     model = DCAEModel.from_state_dict(official)
     model.load_state_dict(dcae_sd, strict=True)
+    # the zoo's pretrained=True accepts exactly this architecture
+    assert config_of(official) == PRESETS["paper"]
