@@ -127,6 +127,8 @@ def test_pretrained_loads_converts_and_verifies(
     monkeypatch.setitem(zoo.PRESETS, "paper", ref.config)
     net = zoo.dcae(5, pretrained=True)
     assert not net.training
+    # what `eval_model pretrained -a dcae -q 5` calls
+    assert isinstance(_compressai_eval_model().load_pretrained(zoo.ZOO_NAME, "mse", 5), DCAEModel)
     assert net.entropy_model.gaussian_conditional.quantized_cdf.numel() > 0
     params = dict(net.named_parameters())
     for k, v in ref.named_parameters():
@@ -189,8 +191,18 @@ def test_eval_model_end_to_end(tmp_path: Path, small_model: DCAEModel) -> None:
     assert (tmp_path / "rd.png").stat().st_size > 0
 
 
+def _compressai_eval_model():
+    """CompressAI's eval_model module (its import sets torch to one thread: undone)."""
+    threads = torch.get_num_threads()
+    try:
+        import compressai.utils.eval_model.__main__ as module
+    finally:
+        torch.set_num_threads(threads)
+    return module
+
+
 def test_eval_model_accepts_exactly_compressais_arguments() -> None:
-    from compressai.utils.eval_model.__main__ import setup_args
+    setup_args = _compressai_eval_model().setup_args
 
     from dcae import eval_model
 
