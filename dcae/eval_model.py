@@ -26,13 +26,22 @@ __all__ = ["main"]
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Run CompressAI's ``eval_model`` on ``argv`` (default ``sys.argv[1:]``)."""
+    """Run CompressAI's ``eval_model`` on ``argv`` (default ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: on bad arguments (argparse) or a :class:`~dcae.DCAEError`
+            such as missing pretrained weights, with the error message.
+    """
     from compressai.utils.eval_model.__main__ import main as compressai_main
 
     from . import zoo
+    from .errors import DCAEError
 
     zoo.register()
-    compressai_main(sys.argv[1:] if argv is None else list(argv))
+    try:
+        compressai_main(sys.argv[1:] if argv is None else list(argv))
+    except DCAEError as e:  # e.g. the authors' weights are not in the cache
+        raise SystemExit(f"dcae.eval_model: error: {e}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover
