@@ -275,7 +275,8 @@ def evaluate_model(
     after one warm-up call on a crop of the first image.
 
     Args:
-        model: a CompressAI model with CDF tables (``update()`` done).
+        model: a :class:`~dcae.DCAEModel` (or a CompressAI model that accepts
+            the image size as it is) with CDF tables (``update()`` done).
         images: image files.
         codec: codec name stored in the records.
         point: rate-point label stored in the records.
