@@ -109,6 +109,8 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEMo
         raise ModelMismatchError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
     if not isinstance(obj, Mapping):
         raise ModelMismatchError(f"{path} does not hold a state dict")
+    if "model" in obj and "optimizer" in obj:  # a dcae training checkpoint
+        obj = {"state_dict": obj["model"], "config": obj.get("config")}
     cfg = None
     if "config" in obj and isinstance(obj["config"], Mapping):
         cfg = DCAEConfig.from_dict(dict(obj["config"]))

@@ -208,11 +208,24 @@ def _split_params(model: nn.Module) -> Tuple[List[nn.Parameter], List[nn.Paramet
     return main, aux
 
 
+def _numpy_state_to_tensors(state: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    # numpy arrays are not allowed by torch.load(weights_only=True); tensors are
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_tensors(state: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    name, keys, pos, has_gauss, cached = state
+    if isinstance(keys, Tensor):
+        keys = keys.numpy().astype(np.uint32)
+    return (name, keys, pos, has_gauss, cached)
+
+
 def _rng_state(gen: torch.Generator) -> Dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "generator": gen.get_state(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_to_tensors(np.random.get_state()),
         "python": random.getstate(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -221,7 +234,7 @@ def _rng_state(gen: torch.Generator) -> Dict[str, Any]:
 def _set_rng_state(state: Dict[str, Any], gen: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     gen.set_state(state["generator"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state_from_tensors(state["numpy"]))
     random.setstate(state["python"])
     if torch.cuda.is_available() and state.get("cuda"):
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -300,7 +313,7 @@ def train(cfg: TrainConfig) -> DCAEModel:
     step = 0
 
     if cfg.resume:
-        ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
+        ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
