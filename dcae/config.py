@@ -40,6 +40,8 @@ class DCAEConfig:
         mlp_ratio: ConvGLU expansion.
         entropy_hidden: hidden widths of the mean/scale/LRP nets.
         lrp: latent residual prediction.
+        spatial_context: ``None`` (the paper) or ``"checkerboard"`` (a two-pass
+            checkerboard context inside each slice, the paper's appendix B).
         name: preset name (informational).
     """
 
@@ -65,6 +67,7 @@ class DCAEConfig:
     mlp_ratio: int = 4
     entropy_hidden: Tuple[int, ...] = (224, 128)
     lrp: bool = True
+    spatial_context: Optional[str] = None
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:

@@ -218,6 +218,7 @@ def _infer(sd: Mapping[str, Tensor]) -> DCAEConfig:
     n_layers = int(_last_conv(sd, f"{y}.mean_transforms.0")) // 2
     hidden = tuple(shape(f"{y}.mean_transforms.0.{2 * j}.weight")[0] for j in range(n_layers))
     lrp = any(k.startswith(f"{y}.lrp_transforms.") for k in sd)
+    checkerboard = any(k.startswith(f"{y}.context_prediction.") for k in sd)
     if side != 2 * m:
         raise ValueError(f"side channels {side} != 2*M={2 * m}")
     equal = len(set(sizes)) == 1
@@ -244,6 +245,7 @@ def _infer(sd: Mapping[str, Tensor]) -> DCAEConfig:
         mlp_ratio=mlp_ratio,
         entropy_hidden=hidden,
         lrp=lrp,
+        spatial_context="checkerboard" if checkerboard else None,
         name="inferred",
     )
 

@@ -122,6 +122,7 @@ class DCAEModel(SimpleVAECompressionModel):
             mlp_ratio=cfg.mlp_ratio,
             hidden_channels=cfg.entropy_hidden,
             lrp=cfg.lrp,
+            spatial_context=cfg.spatial_context,
         )
         self.latent_codec = HyperpriorLatentCodec(
             latent_codec={
@@ -213,9 +214,10 @@ class DCAEModel(SimpleVAECompressionModel):
         Accepts ``{"state_dict": ...}`` wrappers and ``module.`` prefixes; the
         configuration is inferred from the tensor shapes unless given.
         """
-        from .convert import infer_config, to_dcae_layout
+        from .convert import infer_config
+        from .zoo import to_layout
 
-        sd = to_dcae_layout(state_dict)
+        sd = to_layout(state_dict, "dcae")
         cfg = config if config is not None else infer_config(sd)
         net = cls(cfg)
         net.load_state_dict(sd)
