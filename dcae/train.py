@@ -313,7 +313,10 @@ def train(cfg: TrainConfig) -> DCAEModel:
     step = 0
 
     if cfg.resume:
-        ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
+        try:
+            ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
+        except Exception:  # checkpoints of dcae < 0.1 stored numpy RNG arrays
+            ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
