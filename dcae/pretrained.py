@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
+from torch import Tensor
 
 from .config import DCAEConfig
 from .errors import DCAEError, ModelMismatchError
@@ -23,6 +24,9 @@ from .model import DCAEModel
 
 __all__ = [
     "WEIGHTS_DIR",
+    "pack_state_dict",
+    "package_models",
+    "unpack_state_dict",
     "available_qualities",
     "default_quality",
     "load_checkpoint",
@@ -109,6 +113,8 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEMo
         raise ModelMismatchError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
     if not isinstance(obj, Mapping):
         raise ModelMismatchError(f"{path} does not hold a state dict")
+    if "packed" in obj:  # shipped weights: int8 tensors + scales
+        obj = {"state_dict": unpack_state_dict(obj["packed"]), "config": obj.get("config")}
     if "model" in obj and "optimizer" in obj:  # a dcae training checkpoint
         obj = {"state_dict": obj["model"], "config": obj.get("config")}
     cfg = None
@@ -131,3 +137,75 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEMo
 def save_checkpoint(model: DCAEModel, path: Union[str, Path], **extra: Any) -> None:
     """Save ``model`` with its config (and ``extra`` metadata) for :func:`load_checkpoint`."""
     torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}, path)
+
+
+#: tensors with at least this many elements (and >= 2 dims) are stored as int8
+PACK_MIN_NUMEL = 4096
+
+
+def pack_state_dict(state_dict: Mapping[str, Tensor]) -> Dict[str, Any]:
+    """Compact storage: large float weights as int8 with one fp32 scale per
+    output channel (symmetric), everything else unchanged.
+
+    ``unpack_state_dict(pack_state_dict(sd))`` is not ``sd``: it is its
+    quantised version, which *is* the shipped model (CDF tables are built from
+    it, see :func:`package_models`).
+    """
+    packed: Dict[str, Any] = {}
+    for k, v in state_dict.items():
+        big = v.is_floating_point() and v.dim() >= 2 and v.numel() >= PACK_MIN_NUMEL
+        if big and "entropy_bottleneck" not in k:
+            flat = v.detach().float().reshape(v.shape[0], -1)
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            packed[k] = {"int8": q.reshape(v.shape), "scale": scale}
+        else:
+            packed[k] = v.detach().clone()
+    return packed
+
+
+def unpack_state_dict(packed: Mapping[str, Any]) -> Dict[str, Tensor]:
+    """Inverse of :func:`pack_state_dict` (returns fp32 tensors)."""
+    out: Dict[str, Tensor] = {}
+    for k, v in packed.items():
+        if isinstance(v, Mapping):
+            q, scale = v["int8"], v["scale"]
+            shape = (-1,) + (1,) * (q.dim() - 1)
+            out[k] = q.float() * scale.reshape(shape)
+        else:
+            out[k] = v
+    return out
+
+
+def package_models(
+    checkpoints: Mapping[int, Union[str, Path]],
+    out_dir: Union[str, Path] = WEIGHTS_DIR,
+    default: Optional[int] = None,
+    **info: Any,
+) -> Dict[str, Any]:
+    """Write shipped weights: ``{quality: checkpoint}`` -> ``small-q{q}.pt`` + manifest.
+
+    Each model is packed (:func:`pack_state_dict`), unpacked, and its CDF
+    tables rebuilt with ``update(force=True)`` so that the stored tables match
+    the stored weights exactly.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for q, ckpt in sorted(checkpoints.items()):
+        meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model = load_checkpoint(ckpt)
+        sd = unpack_state_dict(pack_state_dict(model.state_dict()))
+        model.load_state_dict(sd)
+        model.update(force=True)
+        packed = pack_state_dict(model.state_dict())
+        name = f"{model.config.name}-q{q}.pt"
+        extra = {k: meta[k] for k in ("lambda", "metric", "steps") if k in meta}
+        torch.save({"config": model.config.to_dict(), "packed": packed, "quality": q, **extra},
+                   out_dir / name)  # fmt: skip
+        entries.append({"quality": q, "file": name, "sha256": _sha256(out_dir / name), **extra})
+    manifest = {"models": entries, "default": default or entries[len(entries) // 2]["quality"]}
+    manifest.update(info)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _load_cached.cache_clear()
+    return manifest
