@@ -1,0 +1,58 @@
+"""Plot training curves (loss, bpp, PSNR) of one or more ``dcae train`` runs.
+
+    python examples/plot_training_curves.py RUN_DIR [RUN_DIR ...] -o curves.png
+
+Each run folder holds the ``train.csv`` and ``val.csv`` written by ``dcae train``.
+Needs matplotlib (not a dcae dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+
+def read(path: Path) -> dict:
+    rows = list(csv.DictReader(open(path))) if path.is_file() else []
+    return {k: [float(r[k]) for r in rows] for k in (rows[0].keys() if rows else [])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("-o", "--output", default="training_curves.png")
+    p.add_argument("--offset", nargs="*", type=int, default=[],
+                   help="step offset per run (warm-started runs)")  # fmt: skip
+    args = p.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, run in enumerate(args.runs):
+        off = args.offset[i] if i < len(args.offset) else 0
+        tr, va = read(Path(run) / "train.csv"), read(Path(run) / "val.csv")
+        label = Path(run).name
+        if tr:
+            steps = [s + off for s in tr["step"]]
+            axes[0].plot(steps, tr["loss"], label=label, lw=0.8)
+            axes[1].plot(steps, tr["bpp"], label=f"{label} train", lw=0.8)
+        if va:
+            vsteps = [s + off for s in va["step"]]
+            axes[1].plot(vsteps, va["bpp"], "o--", label=f"{label} val", ms=3)
+            axes[2].plot(vsteps, va["psnr"], "o-", label=f"{label} val", ms=3)
+    for ax, title in zip(axes, ("train loss", "bpp (estimated)", "validation PSNR (dB)")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=110)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
