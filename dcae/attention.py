@@ -7,18 +7,39 @@ Two kinds of attention appear in DCAE:
 * dictionary cross-attention in the entropy model (queries from the latent
   context, keys/values from a learned dictionary shared by the batch).
 
-Each has a *reference* path (plain ``matmul`` + ``softmax``: the numerics of
-the official implementation) and a *fused* path through
-:func:`torch.nn.functional.scaled_dot_product_attention` (SDPA).  A global
-switch picks the path:
+Backends (a global switch picks one):
 
-* ``dcae.set_attention_backend("reference" | "sdpa" | "auto")``,
-* the context manager ``with dcae.attention_backend("sdpa"): ...``,
-* the environment variable ``DCAE_ATTENTION_BACKEND`` (read at import).
+``"reference"``
+    plain ``matmul`` + ``softmax`` in the order of the official
+    implementation: ``softmax(Q K^T * scale + B) V``.
+``"fused"``
+    the relative-position bias and the shifted-window/padding mask are one
+    cached additive tensor per shape, added inside the ``Q K^T`` product by
+    :func:`torch.baddbmm` (``B + scale * Q K^T`` in one pass), then
+    ``softmax`` and ``bmm``.  For the dictionary it is SDPA.
+``"sdpa"``
+    :func:`torch.nn.functional.scaled_dot_product_attention` with the same
+    additive tensor as ``attn_mask`` (for the dictionary: the per-head
+    temperature folded into the queries).
 
-``"auto"`` (the default) uses what measured fastest on each device: the
-reference path for windows on CPU (SDPA with an additive mask is not faster
-there), SDPA for windows on CUDA and SDPA for the dictionary everywhere.
+Switch: ``dcae.set_attention_backend("auto" | "reference" | "fused" | "sdpa")``,
+the context manager ``with dcae.attention_backend("sdpa"): ...``, or the
+environment variable ``DCAE_ATTENTION_BACKEND`` (read at import).
+
+``"auto"`` (the default) uses what measured fastest on each device
+(``benchmarks/bench_attention.py``, ``docs/guides/performance.rst``):
+``"fused"`` for windows on CPU, SDPA for windows on CUDA, SDPA for the
+dictionary everywhere.
+
+Window attention runs over *chunks of windows*: the gather of each chunk's
+tokens (padding, cyclic shift and window partition in one ``index_select``),
+the ``qkv`` projection, the attention and the output projection are done
+chunk by chunk and scattered back with one ``index_copy_``.  A chunk's score
+tensor is bounded (about 1 MiB on CPU so that it stays in cache, 256 MiB on
+GPU), so peak memory no longer grows with ``windows x heads x p x p``: a
+4096 x 4096 image would otherwise need a 12 GB score tensor in the first
+stage.  Every backend uses the same chunking; they differ only in the three
+operations of the attention core.
 
 Einops axis legend used in this file::
 
@@ -31,7 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +67,7 @@ __all__ = [
     "set_attention_backend",
 ]
 
-BACKENDS = ("auto", "reference", "sdpa")
+BACKENDS = ("auto", "reference", "fused", "sdpa")
 
 _backend = os.environ.get("DCAE_ATTENTION_BACKEND", "auto").strip().lower() or "auto"
 if _backend not in BACKENDS:  # pragma: no cover - depends on the environment
@@ -57,7 +78,7 @@ def set_attention_backend(name: str) -> None:
     """Select the attention backend used by every dcae module.
 
     Args:
-        name: ``"auto"``, ``"reference"`` or ``"sdpa"``.
+        name: ``"auto"``, ``"reference"``, ``"fused"`` or ``"sdpa"``.
     """
     global _backend
     name = str(name).strip().lower()
@@ -82,13 +103,15 @@ def attention_backend(name: str) -> Iterator[None]:
         set_attention_backend(previous)
 
 
-def _use_sdpa(kind: str, device: torch.device) -> bool:
-    if _backend == "reference":
-        return False
-    if _backend == "sdpa":
-        return True
-    # auto: measured choices (see docs/performance.rst)
-    return kind == "dictionary" or device.type == "cuda"
+def _resolve(kind: str, device: torch.device) -> str:
+    """The concrete backend (``reference``/``fused``/``sdpa``) for ``kind``
+    (``"window"`` or ``"dictionary"``) on ``device``."""
+    if _backend != "auto":
+        return _backend
+    # measured choices, see docs/guides/performance.rst
+    if kind == "dictionary" or device.type == "cuda":
+        return "sdpa"
+    return "fused"
 
 
 def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:
@@ -107,7 +130,7 @@ def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -
         ``(b, h, l, d)``.
     """
     t = temperature.view(1, -1, 1, 1)
-    if _use_sdpa("dictionary", q.device):
+    if _resolve("dictionary", q.device) != "reference":
         b = q.shape[0]
         kk = k.unsqueeze(0).expand(b, -1, -1, -1)
         vv = v.unsqueeze(0).expand(b, -1, -1, -1)
@@ -116,7 +139,97 @@ def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -
     return torch.matmul(sim.softmax(dim=-1), v)
 
 
-_MaskKey = Tuple[int, int, int, int, bool, torch.device]
+#: Bytes of one chunk's score tensor ``(windows, h, p, p)`` per device type.
+#: On CPU a chunk should stay in the L2/L3 cache; on GPU it only bounds memory.
+WINDOW_CHUNK_BYTES: Dict[str, int] = {"cpu": 1 << 20, "cuda": 256 << 20}
+_DEFAULT_CHUNK_BYTES = 256 << 20
+_CACHE_LIMIT = 16
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+class _Geometry(NamedTuple):
+    """Window layout of one input shape (cached per shape and device).
+
+    ``index[j * p + t]`` is the row of the flattened input ``(b * H * W, c)``
+    holding token ``t`` of window ``j`` (windows of all samples in order);
+    positions in the padding point to row ``b * H * W`` (a zero row on input,
+    a discarded row on output).  ``types[j]`` is the mask type of window ``j``
+    and ``masks[types[j]]`` its boolean mask (True: query must not see key),
+    or ``masks`` is None when no window needs one.
+    """
+
+    index: Tensor
+    types: Tensor
+    masks: Optional[Tensor]
+    padded: bool
+
+
+def _axis_labels(size: int, padded_size: int, ws: int, shift: int) -> List[Tuple[int, bool]]:
+    """(region, valid) of each position of one axis in the rolled frame.
+
+    Rolled position ``r`` holds original position ``(r + shift) % padded_size``;
+    ``region`` is Swin's shifted-window region label (0, 1, 2 from the
+    top/left), ``valid`` says the position is not padding.
+    """
+    labels = []
+    for r in range(padded_size):
+        region = 0
+        if shift:
+            region = int(r >= padded_size - ws) + int(r >= padded_size - shift)
+        labels.append((region, (r + shift) % padded_size < size))
+    return labels
+
+
+def _axis_types(labels: List[Tuple[int, bool]], ws: int) -> Tuple[List[int], List[Tuple]]:
+    """Group the windows along one axis by their label vectors."""
+    types: List[int] = []
+    uniques: Dict[Tuple, int] = {}
+    for i in range(len(labels) // ws):
+        key = tuple(labels[i * ws : (i + 1) * ws])
+        types.append(uniques.setdefault(key, len(uniques)))
+    return types, list(uniques)
+
+
+def _window_geometry(
+    b: int, h: int, w: int, ws: int, shift: int, device: torch.device
+) -> _Geometry:
+    """Build the :class:`_Geometry` of a ``(b, h, w, c)`` input (tensor ops and
+    O(H + W) integer bookkeeping; no loop over tokens)."""
+    hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+    padded = hp != h or wp != w
+    # token index: pad + cyclic shift + window partition as one gather
+    rows = (torch.arange(hp, device=device) + shift) % hp
+    cols = (torch.arange(wp, device=device) + shift) % wp
+    flat = rows[:, None] * w + cols[None, :]
+    valid = (rows < h)[:, None] & (cols < w)[None, :]
+    flat = flat.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(1, -1)
+    valid = valid.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(1, -1)
+    offsets = torch.arange(b, device=device)[:, None] * (h * w)
+    index = torch.where(valid, flat + offsets, b * h * w).reshape(-1)
+    # mask types: a window's mask depends only on its row and column labels
+    row_types, row_keys = _axis_types(_axis_labels(h, hp, ws, shift), ws)
+    col_types, col_keys = _axis_types(_axis_labels(w, wp, ws, shift), ws)
+    types = torch.tensor(row_types, device=device)[:, None] * len(col_keys) + torch.tensor(
+        col_types, device=device
+    )
+    types = types.reshape(1, -1).expand(b, -1).reshape(-1)
+    masks: Optional[Tensor] = None
+    if shift or padded:
+        rr = torch.tensor([[lab[0] for lab in k] for k in row_keys], device=device)
+        rv = torch.tensor([[lab[1] for lab in k] for k in row_keys], device=device)
+        cr = torch.tensor([[lab[0] for lab in k] for k in col_keys], device=device)
+        cv = torch.tensor([[lab[1] for lab in k] for k in col_keys], device=device)
+        region = (rr[:, None, :, None] * 3 + cr[None, :, None, :]).reshape(-1, ws * ws)
+        ok = (rv[:, None, :, None] & cv[None, :, None, :]).reshape(-1, ws * ws)
+        masks = region[:, :, None] != region[:, None, :]
+        # padded keys are hidden from real queries; padded queries (discarded
+        # afterwards) keep their keys so that no softmax row is empty
+        masks = masks | (ok[:, :, None] & ok[:, None, :].logical_not())
+    return _Geometry(index, types, masks, padded)
 
 
 class WindowAttention(nn.Module):
@@ -125,13 +238,22 @@ class WindowAttention(nn.Module):
     The attention of Swin Transformer as used by DCAE: tokens are grouped into
     non-overlapping ``w x w`` windows (cyclically shifted by ``w // 2`` for
     shifted blocks), and each window attends to itself with a learned bias
-    ``B[h, i - j]`` indexed by relative position.
+    ``B[h, i - j]`` indexed by relative position::
+
+        x (b, H, W, c) --gather chunk of windows (pad, roll, partition)--> (m*p, c)
+          --qkv--> Q, K, V --softmax(Q K^T * scale + B + mask) V--> --proj-->
+          --index_copy_ back to (b, H, W, c)
 
     Feature maps whose sides are not multiples of ``w`` are padded at the
     bottom/right *inside* this module; padded positions are masked out as keys,
     so the output at real positions does not depend on the padding.  When the
     sides are multiples of ``w`` the result is that of the official
     implementation.
+
+    The window layout (gather index, mask types) is cached per input shape and
+    device; the additive ``bias + mask`` tensor is cached too when no gradient
+    flows into the bias (keyed on the parameter's version, so optimiser steps
+    invalidate it).
 
     Shapes: input and output ``(b, H, W, c)`` (channels last).
 
@@ -151,6 +273,7 @@ class WindowAttention(nn.Module):
         self.num_heads = dim // head_dim
         self.window_size = window_size
         self.shifted = shifted
+        self.shift = window_size // 2 if shifted else 0
         self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.relative_position_bias = nn.Parameter(
@@ -163,8 +286,9 @@ class WindowAttention(nn.Module):
         ).flatten(1)  # (2, p)
         rel = coords[:, :, None] - coords[:, None, :] + window_size - 1  # (2, p, p)
         index = rel[0] * (2 * window_size - 1) + rel[1]
-        self.register_buffer("relative_position_index", index, persistent=False)
-        self._mask_cache: Dict[_MaskKey, Optional[Tensor]] = {}
+        self.register_buffer("relative_position_index", index.flatten(), persistent=False)
+        self._geometry_cache: Dict[Tuple[Any, ...], _Geometry] = {}
+        self._additive_cache: Dict[Tuple[Any, ...], Tuple[Tuple[int, ...], Tensor]] = {}
 
     def extra_repr(self) -> str:
         return (
@@ -176,59 +300,43 @@ class WindowAttention(nn.Module):
         """Relative position bias gathered into ``(h, p, p)``."""
         table = self.relative_position_bias.flatten(1)
         p = self.window_size**2
-        return table[:, self.relative_position_index.flatten()].view(self.num_heads, p, p)
+        return table[:, self.relative_position_index].view(self.num_heads, p, p)
 
-    def _mask(self, hp: int, wp: int, h: int, w: int, device: torch.device) -> Optional[Tensor]:
-        """Boolean mask ``(n, p, p)``: True where a query must not see a key.
+    def geometry(self, b: int, h: int, w: int, device: torch.device) -> _Geometry:
+        """Window layout of a ``(b, h, w, c)`` input, cached per shape/device."""
+        if _is_compiling():
+            return _window_geometry(b, h, w, self.window_size, self.shift, device)
+        key = (b, h, w, device)
+        geo = self._geometry_cache.get(key)
+        if geo is None:
+            if len(self._geometry_cache) >= _CACHE_LIMIT:
+                self._geometry_cache.clear()
+            geo = _window_geometry(b, h, w, self.window_size, self.shift, device)
+            self._geometry_cache[key] = geo
+        return geo
 
-        Cached per shape and device; built with tensor ops only.
-        """
-        key = (hp, wp, h, w, self.shifted, device)
-        if key in self._mask_cache:
-            return self._mask_cache[key]
-        ws = self.window_size
-        shift = ws // 2 if self.shifted else 0
-        if not self.shifted and hp == h and wp == w:
-            mask = None
-        else:
-            rows = torch.arange(hp, device=device)
-            cols = torch.arange(wp, device=device)
-            # region label of each padded-grid position (Swin's img_mask)
-            if self.shifted:
-                row_region = (rows >= hp - ws).long() + (rows >= hp - shift).long()
-                col_region = (cols >= wp - ws).long() + (cols >= wp - shift).long()
-            else:
-                row_region = torch.zeros_like(rows)
-                col_region = torch.zeros_like(cols)
-            region = row_region[:, None] * 3 + col_region[None, :]
-            # validity in the rolled frame: rolled position r holds original (r + shift) % hp
-            valid = ((rows + shift) % hp < h)[:, None] & ((cols + shift) % wp < w)[None, :]
-            region = self._partition(region[None, :, :, None])[0, :, :, 0]  # (n, p)
-            valid = self._partition(valid[None, :, :, None])[0, :, :, 0]
-            mask = region[:, :, None] != region[:, None, :]
-            # padded keys are hidden from real queries; padded queries (discarded
-            # afterwards) keep their keys so that no softmax row is empty
-            mask = mask | (valid[:, None, :].logical_not() & valid[:, :, None])
-            if not bool(mask.any()):
-                mask = None
-        if len(self._mask_cache) > 32:
-            self._mask_cache.clear()
-        self._mask_cache[key] = mask
-        return mask
+    def additive(self, geo: _Geometry, dtype: torch.dtype) -> Tensor:
+        """``bias + mask`` (``-inf`` where masked) per mask type: ``(T, h, p, p)``."""
+        param = self.relative_position_bias
+        cacheable = not (torch.is_grad_enabled() and param.requires_grad)
+        if cacheable and not _is_compiling():
+            key = (geo.types.shape[0], geo.masks is None, id(geo), dtype)
+            version = (param._version, param.data_ptr())
+            hit = self._additive_cache.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+            additive = self._build_additive(geo, dtype).detach()
+            if len(self._additive_cache) >= _CACHE_LIMIT:
+                self._additive_cache.clear()
+            self._additive_cache[key] = (version, additive)
+            return additive
+        return self._build_additive(geo, dtype)
 
-    def _partition(self, x: Tensor) -> Tensor:
-        """``(b, H, W, c) -> (b, n, p, c)`` for H, W multiples of the window."""
-        b, hh, ww, c = x.shape
-        s = self.window_size
-        x = x.view(b, hh // s, s, ww // s, s, c).transpose(2, 3)
-        return x.reshape(b, (hh // s) * (ww // s), s * s, c)
-
-    def _merge(self, x: Tensor, hh: int, ww: int) -> Tensor:
-        """``(b, n, p, c) -> (b, H, W, c)``."""
-        b, _, _, c = x.shape
-        s = self.window_size
-        x = x.view(b, hh // s, ww // s, s, s, c).transpose(2, 3)
-        return x.reshape(b, hh, ww, c)
+    def _build_additive(self, geo: _Geometry, dtype: torch.dtype) -> Tensor:
+        bias = self.relative_bias().unsqueeze(0)
+        if geo.masks is not None:
+            bias = bias.masked_fill(geo.masks[:, None], float("-inf"))
+        return bias.to(dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply window attention to ``x`` of shape ``(b, H, W, c)``."""
@@ -237,33 +345,46 @@ class WindowAttention(nn.Module):
                 f"WindowAttention expects (b, H, W, {self.dim}), got {tuple(x.shape)}"
             )
         b, h, w, c = x.shape
-        ws = self.window_size
-        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
-        if hp != h or wp != w:
-            x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
-        shift = ws // 2 if self.shifted else 0
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        windows = self._partition(x)  # (b, n, p, c)
-        n, p = windows.shape[1], windows.shape[2]
-        qkv = self.qkv(windows).view(b, n, p, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (b, n, h, p, d)
-        bias = self.relative_bias().to(q.dtype)  # (h, p, p)
-        mask = self._mask(hp, wp, h, w, x.device)  # (n, p, p) or None
-        if _use_sdpa("window", x.device):
-            attn_bias = bias.unsqueeze(0)  # (1, h, p, p)
-            if mask is not None:
-                attn_bias = attn_bias.masked_fill(mask[:, None], float("-inf"))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=self.scale)
+        heads, d, p = self.num_heads, self.head_dim, self.window_size**2
+        geo = self.geometry(b, h, w, x.device)
+        rows = b * h * w
+        tokens = x.reshape(rows, c)
+        if geo.padded:
+            tokens = torch.cat([tokens, tokens.new_zeros(1, c)])
+        num_windows = geo.types.shape[0]
+        backend = _resolve("window", x.device)
+        if _is_compiling():
+            chunk = num_windows
         else:
-            sim = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias
-            if mask is not None:
-                sim = sim.masked_fill(mask[:, None], float("-inf"))
-            out = torch.matmul(sim.softmax(dim=-1), v)
-        out = out.transpose(2, 3).reshape(b, n, p, c)
-        out = self._merge(self.proj(out), hp, wp)
-        if shift:
-            out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
-        if hp != h or wp != w:
-            out = out[:, :h, :w].contiguous()
-        return out
+            budget = WINDOW_CHUNK_BYTES.get(x.device.type, _DEFAULT_CHUNK_BYTES)
+            chunk = max(1, budget // (heads * p * p * x.element_size()))
+        out: Optional[Tensor] = None
+        additive: Optional[Tensor] = None
+        for start in range(0, num_windows, chunk):
+            m = min(chunk, num_windows - start)
+            index = geo.index[start * p : (start + m) * p]
+            qkv = self.qkv(tokens.index_select(0, index))  # (m*p, 3c)
+            q, k, v = qkv.view(m, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+            if additive is None:
+                additive = self.additive(geo, qkv.dtype)  # (T, h, p, p)
+            types = geo.types[start : start + m]
+            o = self._core(backend, q, k, v, additive.index_select(0, types))  # (m, h, p, d)
+            o = self.proj(o.transpose(1, 2).reshape(m * p, c))  # (m*p, c)
+            if out is None:
+                out = o.new_empty(rows + int(geo.padded), c)
+            out.index_copy_(0, index, o)
+        return out[:rows].view(b, h, w, c)  # type: ignore[index]
+
+    def _core(self, backend: str, q: Tensor, k: Tensor, v: Tensor, additive: Tensor) -> Tensor:
+        """Attention of one chunk: ``q, k, v`` ``(m, h, p, d)``, ``additive``
+        ``(m, h, p, p)`` (fresh tensor, may be overwritten) -> ``(m, h, p, d)``."""
+        m, heads, p, d = q.shape
+        if backend == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=additive, scale=self.scale)
+        if backend == "fused":
+            q3 = q.reshape(m * heads, p, d)
+            k3 = k.reshape(m * heads, p, d)
+            sim = additive.view(m * heads, p, p).baddbmm_(q3, k3.transpose(1, 2), alpha=self.scale)
+            return torch.bmm(sim.softmax(dim=-1), v.reshape(m * heads, p, d)).view(m, heads, p, d)
+        sim = torch.matmul(q, k.transpose(-2, -1)) * self.scale + additive
+        return torch.matmul(sim.softmax(dim=-1), v)
