@@ -8,6 +8,12 @@ Public API::
 
 from __future__ import annotations
 
+import warnings
+
+# compressai 1.2.x scripts a helper at import time, which torch >= 2.10 flags
+# as deprecated; the warning is about CompressAI, not about user code
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+
 from . import zoo as _zoo  # noqa: F401  (registers DCAE with CompressAI)
 from .attention import attention_backend, get_attention_backend, set_attention_backend
 from .codec import decode, encode
