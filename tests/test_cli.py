@@ -168,6 +168,20 @@ def test_errors_are_one_line_and_leave_nothing(checkpoint, tmp_path, capsys):
     code, _, err = call(capsys, "decompress", tmp_path / "g.dcae", "-o", tmp_path / "g.xyz")
     assert code == 1 and "suffix" in one_line_error(err)
 
+    code, _, err = call(
+        capsys,
+        "decompress",
+        tmp_path / "g.dcae",
+        "-o",
+        tmp_path / "g3.png",
+        "--checkpoint",
+        checkpoint,
+        "--max-pixels",
+        255,
+    )
+    assert code == 1 and "max_pixels" in one_line_error(err)
+    assert not (tmp_path / "g3.png").exists()
+
     data = bytearray((tmp_path / "g.dcae").read_bytes())
     data[-10] ^= 1
     (tmp_path / "bad.dcae").write_bytes(bytes(data))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..bitstream import DEFAULT_MAX_PIXELS
 from ..codec import decode, read_stream, resolve_model, write_atomic
 from ..errors import DCAEError
 from .compress import check_outputs, collect_jobs, progress_prefix
@@ -38,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         help="model checkpoint that wrote the files (default: the matching shipped model)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse files recording more pixels (0: no bound; default: %(default)s)",
     )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -67,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             data = src.read_bytes()
-            stream = read_stream(data)
-            img = decode(data, model=model)
+            max_pixels = args.max_pixels or None
+            stream = read_stream(data, max_pixels=max_pixels)
+            img = decode(data, model=model, max_pixels=max_pixels)
             fmt = _format_for(dst)
 
             def write(tmp: str, img: Image.Image = img, fmt: str = fmt) -> None:
