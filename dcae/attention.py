@@ -35,7 +35,7 @@ Window attention runs over *chunks of windows*: the gather of each chunk's
 tokens (padding, cyclic shift and window partition in one ``index_select``),
 the ``qkv`` projection, the attention and the output projection are done
 chunk by chunk and scattered back with one ``index_copy_``.  A chunk's score
-tensor is bounded (about 1 MiB on CPU so that it stays in cache, 256 MiB on
+tensor is bounded (4 MiB on CPU so that it stays in cache, 256 MiB on
 GPU), so peak memory no longer grows with ``windows x heads x p x p``: a
 4096 x 4096 image would otherwise need a 12 GB score tensor in the first
 stage.  Every backend uses the same chunking; they differ only in the three
@@ -141,7 +141,7 @@ def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -
 
 #: Bytes of one chunk's score tensor ``(windows, h, p, p)`` per device type.
 #: On CPU a chunk should stay in the L2/L3 cache; on GPU it only bounds memory.
-WINDOW_CHUNK_BYTES: Dict[str, int] = {"cpu": 1 << 20, "cuda": 256 << 20}
+WINDOW_CHUNK_BYTES: Dict[str, int] = {"cpu": 4 << 20, "cuda": 256 << 20}
 _DEFAULT_CHUNK_BYTES = 256 << 20
 _CACHE_LIMIT = 16
 

@@ -9,6 +9,7 @@ return ``(b, c, H, W)`` like every convolution.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from compressai.layers import conv3x3
 from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
@@ -62,7 +63,13 @@ class ConvGLU(nn.Module):
         self.fc2 = nn.Linear(half, out_dim or dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        a, gate = self.fc1(x).chunk(2, dim=-1)
+        # fc1 as two products on weight halves (identical values): both halves
+        # come out contiguous, so the depthwise conv gets a dense channels-last
+        # tensor and needs no copy
+        half = self.dwconv.in_channels
+        w, b = self.fc1.weight, self.fc1.bias
+        a = F.linear(x, w[:half], None if b is None else b[:half])
+        gate = F.linear(x, w[half:], None if b is None else b[half:])
         a = self.dwconv(a.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.fc2(self.act(a) * gate)
 
@@ -95,8 +102,9 @@ class SwinBlock(nn.Module):
         self.res_scale_2 = ResScale(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.res_scale_1(x) + self.attn(self.norm1(x))
-        return self.res_scale_2(x) + self.ffn(self.norm2(x))
+        # addcmul: ``s * x + f(x)`` in one pass (same value as ResScale + add)
+        x = torch.addcmul(self.attn(self.norm1(x)), x, self.res_scale_1.scale)
+        return torch.addcmul(self.ffn(self.norm2(x)), x, self.res_scale_2.scale)
 
 
 class SwinStage(nn.Module):

@@ -133,6 +133,18 @@ class DCAEModel(SimpleVAECompressionModel):
             }
         )
 
+    #: reduced-precision dtype of ``g_a``/``g_s`` (fast mode, see
+    #: :func:`dcae.fast.fast_mode`); ``None``: full precision
+    transform_dtype: Optional[torch.dtype] = None
+
+    def _transform(self, transform: nn.Module, x: Tensor) -> Tensor:
+        """Run ``g_a`` or ``g_s``, under autocast in fast mode; returns fp32."""
+        if self.transform_dtype is None:
+            return transform(x)
+        from .fast import run_autocast
+
+        return run_autocast(transform, x, self.transform_dtype)
+
     @property
     def entropy_model(self) -> DCAEEntropyModel:
         """The :class:`DCAEEntropyModel` coding ``y``."""
@@ -155,9 +167,9 @@ class DCAEModel(SimpleVAECompressionModel):
         """``{"x_hat", "likelihoods": {"y", "z"}}``; ``x_hat`` has the size of ``x``
         and is not clamped."""
         self._check_image(x)
-        y = self.g_a(x)
+        y = self._transform(self.g_a, x)
         y_out = self.latent_codec(y)
-        x_hat = self.g_s(y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
+        x_hat = self._transform(self.g_s, y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
     def compress(self, x: Tensor) -> Dict[str, Any]:
@@ -166,7 +178,7 @@ class DCAEModel(SimpleVAECompressionModel):
         latent shapes and the image size; ``checksums[b][i]`` is the CRC32 of
         the symbols of slice ``i`` of sample ``b``."""
         self._check_image(x)
-        y = self.g_a(x)
+        y = self._transform(self.g_a, x)
         hyper_out = self.latent_codec.hyper.compress(y)
         y_out = self.entropy_model.compress(y, hyper_out["params"])
         [z_strings] = hyper_out["strings"]
@@ -199,7 +211,7 @@ class DCAEModel(SimpleVAECompressionModel):
         y_hat = self.entropy_model.decompress(
             y_strings, shape["y"], hyper_out["params"], checksums=checksums
         )["y_hat"]
-        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        x_hat = self._transform(self.g_s, y_hat).clamp_(0, 1)
         image = shape.get("image") if isinstance(shape, Mapping) else None
         if image is not None:
             x_hat = x_hat[:, :, : image[0], : image[1]]
