@@ -53,7 +53,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("dcae: interrupted", file=sys.stderr)
         return 130
     except (DCAEError, OSError, ValueError) as e:
-        print(f"dcae: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # always one line
+        if len(message) > 400:
+            message = message[:397] + "..."
+        print(f"dcae: error: {message}", file=sys.stderr)
         return 1
 
 

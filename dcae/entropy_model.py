@@ -384,7 +384,7 @@ class DCAEEntropyModel(LatentCodec):
         gc = self.gaussian_conditional
         scales = gc.lower_bound_scale(scales)
         table = gc.scale_table[:-1].to(device=scales.device, dtype=scales.dtype)
-        return torch.bucketize(scales, table).int()
+        return torch.bucketize(scales.contiguous(), table).int()
 
     def compress(self, y: Tensor, side_params: Tensor) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape", "y_hat",
