@@ -303,7 +303,9 @@ class DCAEEntropyModel(LatentCodec):
         ``mask`` and zeros elsewhere; ``last`` marks the final pass.
         """
         self._check_side_params(side_params, hw)
-        side_params = side_params[:, :, : hw[0], : hw[1]]
+        # contiguous tensors everywhere: convolution kernels are chosen by memory
+        # layout, and encoder and decoder must run the very same arithmetic
+        side_params = side_params[:, :, : hw[0], : hw[1]].contiguous()
         passes = self.coding_passes(hw, side_params.device)
         y_hat_slices: List[Tensor] = []
         for i in range(self.num_slices):
@@ -318,6 +320,7 @@ class DCAEEntropyModel(LatentCodec):
                     coded = code_slice(i, means, scales)
                 else:
                     coded = code_slice(i, means, scales, mask=mask, last=p == len(passes) - 1)
+                coded = coded.contiguous()
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
             assert y_hat_slice is not None
             y_hat_slices.append(self.residual(i, support, y_hat_slice))
