@@ -375,11 +375,18 @@ class DCAEEntropyModel(LatentCodec):
         gc = self.gaussian_conditional
         if gc.quantized_cdf.numel() == 0:
             raise DCAEError("entropy model has no CDF tables: call model.update() first")
-        return (
-            gc.quantized_cdf.tolist(),
-            gc.cdf_length.reshape(-1).int().tolist(),
-            gc.offset.reshape(-1).int().tolist(),
-        )
+        # the Python lists the rANS coder needs, rebuilt only when the buffers change
+        buffers = (gc.quantized_cdf, gc.cdf_length, gc.offset)
+        key = tuple((b.data_ptr(), b._version, tuple(b.shape)) for b in buffers)
+        cached = getattr(self, "_tables_cache", None)
+        if cached is None or cached[0] != key:
+            tables = (
+                gc.quantized_cdf.tolist(),
+                gc.cdf_length.reshape(-1).int().tolist(),
+                gc.offset.reshape(-1).int().tolist(),
+            )
+            self._tables_cache = (key, tables)
+        return self._tables_cache[1]
 
     def build_indexes(self, scales: Tensor) -> Tensor:
         """CDF table index of each scale (``GaussianConditional.build_indexes``
