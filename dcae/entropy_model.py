@@ -18,7 +18,6 @@ from compressai.entropy_models import GaussianConditional
 from compressai.latent_codecs import LatentCodec
 from compressai.layers import CheckerboardMaskedConv2d
 from compressai.models.utils import conv
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from .dictionary import DictionaryCrossAttention
@@ -34,6 +33,32 @@ def symbol_checksum(symbols: Tensor) -> int:
     """CRC32 of integer symbols as little-endian int32 (one sample, one slice)."""
     data = symbols.to(torch.int32).contiguous().cpu().numpy().astype("<i4").tobytes()
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+class _RoundAroundMeans(torch.autograd.Function):
+    """``round(y - means) + means`` with a straight-through gradient.
+
+    ``compressai.ops.quantize_ste`` computes ``(round(v) - v).detach() + v``,
+    which differs from ``round(v)`` by an ulp now and then; ``forward`` would
+    then disagree with ``compress``/``decompress`` (which add the integer
+    symbols to the means) by ~1e-7.  This returns exactly the decoder's value
+    while passing the gradient to ``y`` unchanged and none to ``means`` (the
+    derivative of ``round(y - m) + m`` under the straight-through rule).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, means: Tensor) -> Tensor:
+        return torch.round(y - means) + means
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
+        return grad, None
+
+
+def round_around_means(y: Tensor, means: Tensor) -> Tensor:
+    """``round(y - means) + means`` as the decoder computes it, with the
+    straight-through gradient of the paper (``d/dy = 1``, ``d/dmeans = 0``)."""
+    return _RoundAroundMeans.apply(y, means)
 
 
 def checkerboard_masks(hw: Tuple[int, int], device: Optional[torch.device] = None) -> List[Tensor]:
@@ -357,7 +382,7 @@ class DCAEEntropyModel(LatentCodec):
             last: bool = True,
         ) -> Tensor:
             _, lik = self.gaussian_conditional(y_slices[i], scales, means)
-            y_q = quantize_ste(y_slices[i] - means) + means
+            y_q = round_around_means(y_slices[i], means)
             if mask is None:
                 likelihoods.append(lik)
                 return y_q

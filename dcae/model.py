@@ -21,7 +21,7 @@ from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 from .config import DCAEConfig, get_config
-from .entropy_model import DCAEEntropyModel
+from .entropy_model import DCAEEntropyModel, round_around_means
 from .layers import DownsampleStack, SwinStage, UpsampleStack
 
 __all__ = ["DCAEModel", "HyperSynthesis"]
@@ -78,6 +78,21 @@ def _synthesis(cfg: DCAEConfig) -> nn.Sequential:
     )
 
 
+class _HyperLatentCodec(HyperLatentCodec):
+    """CompressAI's ``HyperLatentCodec`` with an exact straight-through
+    rounding of ``z``: ``forward`` gives bit for bit the ``z_hat`` (and so the
+    side parameters) that ``compress``/``decompress`` give, where
+    ``quantize_ste`` is off by an ulp now and then and keeps the
+    channels-last layout of ``h_a``'s output (another convolution kernel)."""
+
+    def forward(self, y: Tensor) -> Dict[str, Any]:
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        # contiguous like the decoder's z_hat: conv kernels follow memory layout
+        z_hat = round_around_means(z, self.entropy_bottleneck._get_medians()).contiguous()
+        return {"likelihoods": {"z": z_likelihoods}, "params": self.h_s(z_hat)}
+
+
 class DCAEModel(SimpleVAECompressionModel):
     """The DCAE codec (Lu et al., "Learned Image Compression with
     Dictionary-based Entropy Model", CVPR 2025).
@@ -127,7 +142,7 @@ class DCAEModel(SimpleVAECompressionModel):
         self.latent_codec = HyperpriorLatentCodec(
             latent_codec={
                 "y": entropy_model,
-                "hyper": HyperLatentCodec(
+                "hyper": _HyperLatentCodec(
                     EntropyBottleneck(cfg.z_channels), h_a, HyperSynthesis(cfg), quantizer="ste"
                 ),
             }
