@@ -52,7 +52,10 @@ MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
 text-mode transfers and truncation to 7 bits are detected)."""
 
-FORMAT_VERSION = 1
+#: 2 since 2026-11-25: scales are mapped to the nearest CDF table level in the
+#: log domain (:meth:`dcae.DCAEEntropyModel.build_indexes`); version 1 files
+#: used CompressAI's round-up rule and cannot be decoded by this dcae
+FORMAT_VERSION = 2
 MAX_SIDE = 65535
 """Largest width or height a file can record (16-bit fields)."""
 DEFAULT_MAX_PIXELS = 1 << 25
@@ -316,6 +319,12 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         raise FormatError("not a .dcae file (wrong magic bytes)")
     r.pos = len(MAGIC)
     version, flags, name_len = r.unpack(struct.Struct(">BBB"), "header")
+    if version == 1:
+        raise FormatError(
+            "this .dcae file uses format version 1 (dcae before 2026-11-25, another "
+            "mapping of scales to CDF tables); this dcae reads version "
+            f"{FORMAT_VERSION}: re-encode the image with it"
+        )
     if version != FORMAT_VERSION:
         raise FormatError(
             f"unsupported .dcae format version {version} (this dcae reads version "

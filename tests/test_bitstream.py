@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import dcae
 from dcae.bitstream import (
     DEFAULT_MAX_PIXELS,
+    FORMAT_VERSION,
     MAGIC,
     OFFICIAL_MULTIPLE,
     Bitstream,
@@ -50,7 +51,9 @@ def make_stream(height: int = 21, width: int = 37, policy: str = "minimal", **ch
     return Bitstream(**fields)
 
 
-def raw_pack(s: Bitstream, *, version=1, flags=0, policy_code=None, num_strings=None) -> bytes:
+def raw_pack(
+    s: Bitstream, *, version=FORMAT_VERSION, flags=0, policy_code=None, num_strings=None
+) -> bytes:
     """Pack following docs/guides/format.rst byte by byte, without validation
     (so that invalid fields can be written with a correct CRC)."""
     name = s.model_name.encode("latin-1")
@@ -77,7 +80,7 @@ def test_layout_matches_documentation():
     data = pack(s)
     assert data == raw_pack(s)
     assert data[:9] == b"\x89DCAE\r\n\x1a\n"
-    assert data[9] == 1 and data[10] == 0 and data[11] == len("small")
+    assert data[9] == 2 and data[10] == 0 and data[11] == len("small")
     header = 9 + 3 + 5 + 32 + 24 + 1 + 4 * 3 + 1
     assert len(data) == header + (4 + 8) + (4 + 2) + 4
     assert s.payload_bytes == 10
@@ -158,8 +161,10 @@ def test_every_truncation_is_rejected():
 
 def test_unsupported_version_and_flags():
     s = make_stream()
-    with pytest.raises(FormatError, match="unsupported .dcae format version 2"):
-        unpack(raw_pack(s, version=2))
+    with pytest.raises(FormatError, match="unsupported .dcae format version 3"):
+        unpack(raw_pack(s, version=3))
+    with pytest.raises(FormatError, match="format version 1 .*re-encode"):
+        unpack(raw_pack(s, version=1))
     with pytest.raises(FormatError, match="flags"):
         unpack(raw_pack(s, flags=4))
 
