@@ -21,7 +21,6 @@ the local cache :func:`weights_dir` (``$DCAE_WEIGHTS_DIR``, default
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -34,6 +33,7 @@ from .config import PRESETS, DCAEConfig
 from .convert import infer_config, is_official_layout, to_dcae_layout, to_official_layout
 from .errors import DCAEError, ModelMismatchError
 from .model import DCAEModel
+from .pretrained import _sha256
 
 __all__ = [
     "KNOWN_SHA256",
@@ -160,14 +160,6 @@ def checkpoint_candidates(quality: int, metric: str = "mse") -> List[Path]:
         names.append(f"{spelled}checkpoint_best.pth.tar")
     root = weights_dir()
     return [d / n for d in (root, root / metric) for n in names]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _missing_message(quality: int, metric: str) -> str:

@@ -28,7 +28,7 @@ from compressai.models import SimpleVAECompressionModel
 from compressai.models.sensetime import Elic2022Official
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hyperprior_codec import DEFAULT_DATA, load_photos, round_trip, train  # noqa: E402
+from hyperprior_codec import example_parser, train_and_report  # noqa: E402
 
 from dcae import DCAEEntropyModel  # noqa: E402
 
@@ -90,21 +90,8 @@ class ElicDCAE(SimpleVAECompressionModel):
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of training photos")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--crop", type=int, default=128, help="training crop (multiple of 64)")
-    p.add_argument("--lmbda", type=float, default=0.0130)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--N", type=int, default=192)
-    p.add_argument("--M", type=int, default=320)
+    p = example_parser(__doc__.splitlines()[0], N=192, M=320)
     p.add_argument("--no-checkerboard", action="store_true", help="channel context only")
-    p.add_argument("--dict-entries", type=int, default=64, help="dictionary entries")
-    p.add_argument("--dict-dim", type=int, default=128, help="dictionary width")
-    p.add_argument("--dict-heads", type=int, default=4, help="dictionary attention heads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", type=Path, help="write the trained state dict here")
     return p.parse_args(argv)
 
 
@@ -120,27 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         dict_heads=args.dict_heads,
         spatial_context=None if args.no_checkerboard else "checkerboard",
     )
-    images = load_photos(args.data)
-    losses = train(
-        model,
-        images,
-        args.steps,
-        args.batch,
-        args.crop,
-        args.lmbda,
-        args.lr,
-        args.seed,
-        log_every=max(1, args.steps // 10),
-    )
-    x = images[0][:, :128, :128].unsqueeze(0)
-    result = round_trip(model, x)
-    print(
-        f"round trip: exact={result['exact']}  {result['bpp']:.3f} bpp  "
-        f"{result['psnr']:.2f} dB PSNR"
-    )
-    if args.save:
-        torch.save(model.state_dict(), args.save)
-    return {"losses": losses, **result}
+    return train_and_report(model, args)
 
 
 if __name__ == "__main__":

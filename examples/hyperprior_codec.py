@@ -193,39 +193,35 @@ def round_trip(model: SimpleVAECompressionModel, x: Tensor) -> Dict[str, Any]:
     }
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def example_parser(description: str, N: int, M: int) -> argparse.ArgumentParser:
+    """Options shared by the example codecs (data, schedule, widths, dictionary)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of training photos")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=128, help="training crop (multiple of 64)")
     p.add_argument("--lmbda", type=float, default=0.0130)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--N", type=int, default=128)
-    p.add_argument("--M", type=int, default=192)
-    p.add_argument("--num-slices", type=int, default=4)
-    p.add_argument("--checkerboard", action="store_true", help="spatial context in each slice")
+    p.add_argument("--N", type=int, default=N)
+    p.add_argument("--M", type=int, default=M)
     p.add_argument("--dict-entries", type=int, default=64, help="dictionary entries")
     p.add_argument("--dict-dim", type=int, default=128, help="dictionary width")
     p.add_argument("--dict-heads", type=int, default=4, help="dictionary attention heads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", type=Path, help="write the trained state dict here")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = example_parser(__doc__.splitlines()[0], N=128, M=192)
+    p.add_argument("--num-slices", type=int, default=4)
+    p.add_argument("--checkerboard", action="store_true", help="spatial context in each slice")
     return p.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Train, then round-trip a 128x128 crop; returns losses and round-trip figures."""
-    args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    model = HyperpriorDCAE(
-        args.N,
-        args.M,
-        args.num_slices,
-        dict_entries=args.dict_entries,
-        dict_dim=args.dict_dim,
-        dict_heads=args.dict_heads,
-        spatial_context="checkerboard" if args.checkerboard else None,
-    )
+def train_and_report(model: nn.Module, args: argparse.Namespace) -> Dict[str, Any]:
+    """Train ``model`` on ``args.data``, round-trip a 128x128 crop, print and
+    return the losses and round-trip figures; save the weights if asked."""
     images = load_photos(args.data)
     losses = train(
         model,
@@ -247,6 +243,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.save:
         torch.save(model.state_dict(), args.save)
     return {"losses": losses, **result}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Train, then round-trip a 128x128 crop; returns losses and round-trip figures."""
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    model = HyperpriorDCAE(
+        args.N,
+        args.M,
+        args.num_slices,
+        dict_entries=args.dict_entries,
+        dict_dim=args.dict_dim,
+        dict_heads=args.dict_heads,
+        spatial_context="checkerboard" if args.checkerboard else None,
+    )
+    return train_and_report(model, args)
 
 
 if __name__ == "__main__":

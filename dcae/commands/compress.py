@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ..bitstream import PADDING_POLICIES
 from ..codec import encode, open_image, resolve_model, write_atomic
@@ -98,49 +98,63 @@ def check_outputs(jobs: List[Tuple[Path, Path]], force: bool) -> None:
             raise DCAEError(f"output {dst} is the input file")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Compress; returns 0, or 1 if some files of a directory failed."""
-    jobs, is_dir = collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
-    check_outputs(jobs, args.force)
-    model, quality = resolve_model(quality=args.quality, checkpoint=args.checkpoint)
+def run_jobs(
+    jobs: List[Tuple[Path, Path]], is_dir: bool, code_one: Callable[[Path, Path, str], None]
+) -> int:
+    """Run ``code_one(src, dst, prefix)`` on every job; returns the number of
+    failures.  A single file raises its error; in a directory run an error is
+    printed for its file and the others go on."""
     if is_dir:
         jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     failures = 0
-    total_bytes = total_pixels = 0
     for i, (src, dst) in enumerate(jobs, 1):
         prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
-        t0 = time.perf_counter()
         try:
-            img = open_image(src)
-            if quality:  # the shipped model (cached): the file records its quality
-                data = encode(img, quality=quality, padding=args.padding)
-            else:
-                data = encode(img, model=model, padding=args.padding)
-
-            def write(tmp: str, data: bytes = data) -> None:
-                Path(tmp).write_bytes(data)
-
-            write_atomic(dst, write, force=args.force)
+            code_one(src, dst, prefix)
         except (DCAEError, OSError, ValueError) as e:
             if not is_dir:
                 raise
             failures += 1
             print(f"{prefix}{src.name}: error: {e}", file=sys.stderr)
-            continue
+    return failures
+
+
+def exit_status(failures: int, total: int) -> int:
+    """0, or 1 after a one-line summary on stderr if some files failed."""
+    if failures:
+        print(f"dcae: error: {failures} of {total} files failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compress; returns 0, or 1 if some files of a directory failed."""
+    jobs, is_dir = collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
+    check_outputs(jobs, args.force)
+    model, quality = resolve_model(quality=args.quality, checkpoint=args.checkpoint)
+    totals = {"bytes": 0, "pixels": 0}
+
+    def code_one(src: Path, dst: Path, prefix: str) -> None:
+        t0 = time.perf_counter()
+        img = open_image(src)
+        if quality:  # the shipped model (cached): the file records its quality
+            data = encode(img, quality=quality, padding=args.padding)
+        else:
+            data = encode(img, model=model, padding=args.padding)
+        write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height
-        total_bytes += len(data)
-        total_pixels += pixels
+        totals["bytes"] += len(data)
+        totals["pixels"] += pixels
         if not args.quiet:
             print(
                 f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, "
                 f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
             )
+
+    failures = run_jobs(jobs, is_dir, code_one)
     if is_dir and not args.quiet:
-        done = len(jobs) - failures
-        bpp = 8 * total_bytes / total_pixels if total_pixels else float("nan")
-        print(f"{done}/{len(jobs)} files compressed, {bpp:.4f} bpp overall")
-    if failures:
-        print(f"dcae: error: {failures} of {len(jobs)} files failed", file=sys.stderr)
-        return 1
-    return 0
+        pixels = totals["pixels"]
+        bpp = 8 * totals["bytes"] / pixels if pixels else float("nan")
+        print(f"{len(jobs) - failures}/{len(jobs)} files compressed, {bpp:.4f} bpp overall")
+    return exit_status(failures, len(jobs))

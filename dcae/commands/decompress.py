@@ -9,7 +9,6 @@ the shipped one whose weights digest matches the file, or ``--checkpoint``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from PIL import Image
 from ..bitstream import DEFAULT_MAX_PIXELS
 from ..codec import decode, read_stream, resolve_model, write_atomic
 from ..errors import DCAEError
-from .compress import check_outputs, collect_jobs, progress_prefix
+from .compress import check_outputs, collect_jobs, exit_status, run_jobs
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -66,29 +65,15 @@ def run(args: argparse.Namespace) -> int:
     model = None
     if args.checkpoint is not None:
         model, _ = resolve_model(checkpoint=args.checkpoint)
-    if is_dir:
-        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for i, (src, dst) in enumerate(jobs, 1):
-        prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
+    max_pixels = args.max_pixels or None
+
+    def code_one(src: Path, dst: Path, prefix: str) -> None:
         t0 = time.perf_counter()
-        try:
-            data = src.read_bytes()
-            max_pixels = args.max_pixels or None
-            stream = read_stream(data, max_pixels=max_pixels)
-            img = decode(data, model=model, max_pixels=max_pixels)
-            fmt = _format_for(dst)
-
-            def write(tmp: str, img: Image.Image = img, fmt: str = fmt) -> None:
-                img.save(tmp, format=fmt)
-
-            write_atomic(dst, write, force=args.force)
-        except (DCAEError, OSError, ValueError) as e:
-            if not is_dir:
-                raise
-            failures += 1
-            print(f"{prefix}{src.name}: error: {e}", file=sys.stderr)
-            continue
+        data = src.read_bytes()
+        stream = read_stream(data, max_pixels=max_pixels)
+        img = decode(data, model=model, max_pixels=max_pixels)
+        fmt = _format_for(dst)
+        write_atomic(dst, lambda tmp: img.save(tmp, format=fmt), force=args.force)
         seconds = time.perf_counter() - t0
         if not args.quiet:
             bpp = 8 * len(data) / (stream.width * stream.height)
@@ -96,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, "
                 f"{bpp:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
             )
+
+    failures = run_jobs(jobs, is_dir, code_one)
     if is_dir and not args.quiet:
         print(f"{len(jobs) - failures}/{len(jobs)} files decompressed")
-    if failures:
-        print(f"dcae: error: {failures} of {len(jobs)} files failed", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(failures, len(jobs))
