@@ -251,9 +251,11 @@ class DCAEEntropyModel(LatentCodec):
         self.record_params = False
         self.recorded_params: List[Tuple[Tensor, Tensor]] = []
 
-    def _record(self, means: Tensor, scales: Tensor) -> None:
+    def _coding_indexes(self, means: Tensor, scales: Tensor) -> Tensor:
+        """CDF indexes of a slice being coded (recording its parameters if asked)."""
         if self.record_params:
             self.recorded_params.append((means.detach().clone(), scales.detach().clone()))
+        return self.build_indexes(scales)
 
     # ------------------------------------------------------------------ config
     def support_slices(self, i: int) -> int:
@@ -451,9 +453,8 @@ class DCAEEntropyModel(LatentCodec):
             mask: Optional[Tensor] = None,
             last: bool = True,
         ) -> Tensor:
-            self._record(means, scales)
+            indexes = self._coding_indexes(means, scales)
             symbols = torch.round(y_slices[i] - means)
-            indexes = self.build_indexes(scales)
             sym, idx = symbols, indexes
             if mask is not None:
                 sym, idx = symbols[:, :, mask], indexes[:, :, mask]
@@ -515,8 +516,7 @@ class DCAEEntropyModel(LatentCodec):
             mask: Optional[Tensor] = None,
             last: bool = True,
         ) -> Tensor:
-            self._record(means, scales)
-            indexes = self.build_indexes(scales)
+            indexes = self._coding_indexes(means, scales)
             idx = (indexes if mask is None else indexes[:, :, mask]).flatten(1).cpu()
             rows = torch.stack(
                 [
