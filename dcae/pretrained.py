@@ -181,13 +181,16 @@ def package_models(
     checkpoints: Mapping[int, Union[str, Path]],
     out_dir: Union[str, Path] = WEIGHTS_DIR,
     default: Optional[int] = None,
+    total_steps: Optional[Mapping[int, int]] = None,
     **info: Any,
 ) -> Dict[str, Any]:
     """Write shipped weights: ``{quality: checkpoint}`` -> ``small-q{q}.pt`` + manifest.
 
     Each model is packed (:func:`pack_state_dict`), unpacked, and its CDF
     tables rebuilt with ``update(force=True)`` so that the stored tables match
-    the stored weights exactly.
+    the stored weights exactly.  ``total_steps`` replaces the step count of a
+    checkpoint (which counts only its own run) by the training steps of its
+    whole lineage when models were warm-started.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +204,8 @@ def package_models(
         packed = pack_state_dict(model.state_dict())
         name = f"{model.config.name}-q{q}.pt"
         extra = {k: meta[k] for k in ("lambda", "metric", "steps") if k in meta}
+        if total_steps and q in total_steps:
+            extra["steps"] = int(total_steps[q])
         torch.save({"config": model.config.to_dict(), "packed": packed, "quality": q, **extra},
                    out_dir / name)  # fmt: skip
         entries.append({"quality": q, "file": name, "sha256": _sha256(out_dir / name), **extra})
