@@ -320,6 +320,7 @@ class DCAEEntropyModel(LatentCodec):
         side_params: Tensor,
         hw: Tuple[int, int],
         code_slice: Callable[..., Tensor],
+        final_residual: bool = True,
     ) -> Tensor:
         """The one slice loop.
 
@@ -328,6 +329,8 @@ class DCAEEntropyModel(LatentCodec):
         context it is called once per pass as ``code_slice(i, means, scales,
         mask=mask, last=last)`` and returns the values at the positions of
         ``mask`` and zeros elsewhere; ``last`` marks the final pass.
+        ``final_residual=False`` skips the latent residual prediction of the
+        last slice, which no later slice needs (the result then lacks it).
         """
         self._check_side_params(side_params, hw)
         # contiguous tensors everywhere: convolution kernels are chosen by memory
@@ -350,7 +353,9 @@ class DCAEEntropyModel(LatentCodec):
                 coded = coded.contiguous()
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
             assert y_hat_slice is not None
-            y_hat_slices.append(self.residual(i, support, y_hat_slice))
+            if final_residual or i < self.num_slices - 1:
+                y_hat_slice = self.residual(i, support, y_hat_slice)
+            y_hat_slices.append(y_hat_slice)
         return torch.cat(y_hat_slices, dim=1)
 
     def _check_side_params(self, side_params: Tensor, hw: Tuple[int, int]) -> None:
@@ -434,10 +439,15 @@ class DCAEEntropyModel(LatentCodec):
         midpoints = torch.sqrt(table[:-1] * table[1:])
         return torch.bucketize(scales.contiguous(), midpoints).int()
 
-    def compress(self, y: Tensor, side_params: Tensor) -> Dict[str, Any]:
+    def compress(
+        self, y: Tensor, side_params: Tensor, return_y_hat: bool = True
+    ) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape", "y_hat",
         "checksums"}``, one string per sample; ``checksums[b][i]`` is the CRC32
-        of the integer symbols of slice ``i`` of sample ``b``."""
+        of the integer symbols of slice ``i`` of sample ``b``.
+
+        ``return_y_hat=False`` leaves ``y_hat`` out and skips the work only it
+        needs (the last slice's residual prediction), as an encoder may."""
         self._check_y(y)
         cdfs, lengths, offsets = self._tables()
         y_slices = y.split(self.slice_sizes, dim=1)
@@ -470,14 +480,12 @@ class DCAEEntropyModel(LatentCodec):
             y_q = symbols + means
             return y_q if mask is None else torch.where(mask, y_q, torch.zeros_like(y_q))
 
-        y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice)
+        y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice, return_y_hat)
         strings = [enc.flush() for enc in encoders]
-        return {
-            "strings": [strings],
-            "shape": (y.shape[2], y.shape[3]),
-            "y_hat": y_hat,
-            "checksums": checksums,
-        }
+        out = {"strings": [strings], "shape": (y.shape[2], y.shape[3]), "checksums": checksums}
+        if return_y_hat:
+            out["y_hat"] = y_hat
+        return out
 
     def decompress(
         self,

@@ -195,7 +195,7 @@ class DCAEModel(SimpleVAECompressionModel):
         self._check_image(x)
         y = self._transform(self.g_a, x)
         hyper_out = self.latent_codec.hyper.compress(y)
-        y_out = self.entropy_model.compress(y, hyper_out["params"])
+        y_out = self.entropy_model.compress(y, hyper_out["params"], return_y_hat=False)
         [z_strings] = hyper_out["strings"]
         shape = {
             "y": y_out["shape"],

@@ -258,3 +258,16 @@ def test_wrong_shapes_raise() -> None:
         EM(torch.zeros(1, 24, 4, 4), torch.zeros(1, SIDE, 3, 4))
     with pytest.raises(ValueError, match="y must be"):
         EM(torch.zeros(1, 23, 4, 4), torch.zeros(1, SIDE, 4, 4))
+
+
+def test_compress_without_y_hat_writes_the_same_stream() -> None:
+    torch.manual_seed(3)
+    side = torch.randn(1, SIDE, 4, 6)
+    y = torch.randn(1, EM.latent_channels, 4, 6) * 3
+    with torch.no_grad():
+        full = EM.compress(y, side)
+        lean = EM.compress(y, side, return_y_hat=False)
+        dec = EM.decompress(lean["strings"], lean["shape"], side, checksums=lean["checksums"])
+    assert "y_hat" not in lean
+    assert lean["strings"] == full["strings"] and lean["checksums"] == full["checksums"]
+    assert torch.equal(dec["y_hat"], full["y_hat"])
