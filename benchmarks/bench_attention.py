@@ -25,7 +25,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,56 +62,58 @@ def _official_module(repo: str, module: attn.WindowAttention) -> torch.nn.Module
     return official.eval()
 
 
-def _flex_fn(module: attn.WindowAttention) -> Callable[[torch.Tensor], torch.Tensor]:
+Core = Callable[..., torch.Tensor]
+Layer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _all_windows(module: attn.WindowAttention, core: Core) -> Layer:
+    """The module's window attention over all windows at once (no chunking),
+    with ``core(q, k, v, geo)`` computing the attention output."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        geo = module.geometry(b, h, w, x.device)
+        heads, d, p = module.num_heads, module.head_dim, module.window_size**2
+        tokens = x.reshape(-1, c)
+        if geo.padded:
+            tokens = torch.cat([tokens, tokens.new_zeros(1, c)])
+        qkv = module.qkv(tokens.index_select(0, geo.index))
+        n = geo.types.shape[0]
+        q, k, v = qkv.view(n, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        o = core(q, k, v, geo)
+        o = module.proj(o.transpose(1, 2).reshape(n * p, c))
+        out = o.new_empty(tokens.shape[0], c).index_copy_(0, geo.index, o)
+        return out[: b * h * w].view(b, h, w, c)
+
+    return run
+
+
+def _flex_fn(module: attn.WindowAttention) -> Layer:
     """The module with its attention core replaced by compiled FlexAttention."""
     from torch.nn.attention.flex_attention import flex_attention
 
     flex = torch.compile(flex_attention, dynamic=False)
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        geo = module.geometry(b, h, w, x.device)
-        heads, d, p = module.num_heads, module.head_dim, module.window_size**2
-        tokens = x.reshape(-1, c)
-        if geo.padded:
-            tokens = torch.cat([tokens, tokens.new_zeros(1, c)])
-        qkv = module.qkv(tokens.index_select(0, geo.index))
-        n = geo.types.shape[0]
-        q, k, v = qkv.view(n, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
-        additive = module.additive(geo, qkv.dtype)
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, geo: Any) -> torch.Tensor:
+        additive = module.additive(geo, q.dtype)
         types = geo.types
 
         def score_mod(score, bi, hi, qi, ki):  # noqa: ANN001, ANN202
             return score + additive[types[bi], hi, qi, ki]
 
-        o = flex(q, k, v, score_mod=score_mod, scale=module.scale)
-        o = module.proj(o.transpose(1, 2).reshape(n * p, c))
-        out = o.new_empty(tokens.shape[0], c).index_copy_(0, geo.index, o)
-        return out[: b * h * w].view(b, h, w, c)
+        return flex(q, k, v, score_mod=score_mod, scale=module.scale)
 
-    return run
+    return _all_windows(module, core)
 
 
-def _sdpa_unchunked(module: attn.WindowAttention) -> Callable[[torch.Tensor], torch.Tensor]:
+def _sdpa_unchunked(module: attn.WindowAttention) -> Layer:
     """SDPA on all windows at once (no chunking), for comparison."""
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        geo = module.geometry(b, h, w, x.device)
-        heads, d, p = module.num_heads, module.head_dim, module.window_size**2
-        tokens = x.reshape(-1, c)
-        if geo.padded:
-            tokens = torch.cat([tokens, tokens.new_zeros(1, c)])
-        qkv = module.qkv(tokens.index_select(0, geo.index))
-        n = geo.types.shape[0]
-        q, k, v = qkv.view(n, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
-        mask = module.additive(geo, qkv.dtype).index_select(0, geo.types)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=module.scale)
-        o = module.proj(o.transpose(1, 2).reshape(n * p, c))
-        out = o.new_empty(tokens.shape[0], c).index_copy_(0, geo.index, o)
-        return out[: b * h * w].view(b, h, w, c)
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, geo: Any) -> torch.Tensor:
+        mask = module.additive(geo, q.dtype).index_select(0, geo.types)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=module.scale)
 
-    return run
+    return _all_windows(module, core)
 
 
 def _with_backend(name: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
