@@ -111,10 +111,7 @@ def _resolve(kind: str, device: torch.device) -> str:
     # measured choices, see docs/guides/performance.rst
     if kind == "dictionary" or device.type == "cuda":
         return "sdpa"
-    # the fused window path is opt-in: with its cached bias+mask tensors a
-    # compress after a forward of another shape decoded wrongly on Kodak
-    # (2026-11-25); see docs/guides/performance.rst
-    return "reference"
+    return "fused"
 
 
 def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:
@@ -169,6 +166,9 @@ class _Geometry(NamedTuple):
     types: Tensor
     masks: Optional[Tensor]
     padded: bool
+    #: ``(b, H, W, device)`` of a cached geometry (keys the bias+mask cache;
+    #: not ``id(geo)``, which a later geometry can reuse); ``()`` uncached
+    key: Tuple[Any, ...] = ()
 
 
 def _axis_labels(size: int, padded_size: int, ws: int, shift: int) -> List[Tuple[int, bool]]:
@@ -315,6 +315,7 @@ class WindowAttention(nn.Module):
             if len(self._geometry_cache) >= _CACHE_LIMIT:
                 self._geometry_cache.clear()
             geo = _window_geometry(b, h, w, self.window_size, self.shift, device)
+            geo = geo._replace(key=key)
             self._geometry_cache[key] = geo
         return geo
 
@@ -322,8 +323,8 @@ class WindowAttention(nn.Module):
         """``bias + mask`` (``-inf`` where masked) per mask type: ``(T, h, p, p)``."""
         param = self.relative_position_bias
         cacheable = not (torch.is_grad_enabled() and param.requires_grad)
-        if cacheable and not _is_compiling():
-            key = (geo.types.shape[0], geo.masks is None, id(geo), dtype)
+        if cacheable and geo.key and not _is_compiling():
+            key = (geo.key, dtype)
             version = (param._version, param.data_ptr())
             hit = self._additive_cache.get(key)
             if hit is not None and hit[0] == version:

@@ -295,3 +295,19 @@ def test_cuda_dictionary_low_precision(dtype):
     with attention_backend("sdpa"):
         out = dictionary_attention(q.to(dtype), k.to(dtype), v.to(dtype), t.to(dtype)).float()
     torch.testing.assert_close(out, ref, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("backend", ["fused", "sdpa"])
+def test_bias_and_mask_cache_survives_cache_turnover(backend):
+    """The bias+mask cache stays right while the geometry cache turns over
+    (it was keyed on ``id(geo)``, which a new geometry can reuse once the old
+    one is freed; that cannot be forced here, so every shape is checked)."""
+    m = _module(window=4, shifted=True)
+    shapes = [(h, w) for h in (5, 6, 7, 8, 9, 11, 12) for w in (4, 6, 7, 10, 13)]
+    assert len(shapes) > 2 * attn._CACHE_LIMIT
+    with torch.no_grad():
+        for h, w in shapes + shapes[::-1]:
+            x = torch.randn(1, h, w, 16)
+            with attention_backend(backend):
+                out = m(x)
+            torch.testing.assert_close(out, naive_window_attention(m, x), atol=ATOL, rtol=0)
