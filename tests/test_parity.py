@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from dcae import DCAEModel
+from dcae import DCAEModel, attention_backend
 
 pytestmark = pytest.mark.official
 
@@ -39,14 +39,24 @@ def official_pair():
 
 
 def _compare(official, ours, shape):
+    """The whole forward pass agrees within 1e-5 on the ``reference`` attention
+    backend (the official numerics).  On the default backend, whose window
+    attention differs by ~1e-7, the continuous transforms agree within 1e-5;
+    the quantised forward pass itself may then differ where a value sits on a
+    rounding boundary (one step of ``y_hat`` moves ``x_hat`` by ~1e-2), so it
+    is not compared."""
     torch.manual_seed(sum(shape))
     x = torch.rand(shape)
-    with torch.no_grad():
+    with torch.no_grad(), attention_backend("reference"):
         a = official(x)
         b = ours(x)
     assert (a["x_hat"] - b["x_hat"]).abs().max() <= 1e-5
     for k in ("y", "z"):
         assert (a["likelihoods"][k] - b["likelihoods"][k]).abs().max() <= 1e-5
+    with torch.no_grad(), attention_backend("auto"):
+        y = official.g_a(x)
+        assert (ours.g_a(x) - y).abs().max() <= 1e-5
+        assert (ours.g_s(y) - official.g_s(y)).abs().max() <= 1e-5
 
 
 def test_config_inferred_is_paper(official_pair):
