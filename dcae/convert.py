@@ -1,4 +1,5 @@
-"""Checkpoint layouts: the official implementation's and dcae's.
+"""Checkpoint layouts: the official implementation's, dcae's and the one of
+CompressAI's own DCAE port.
 
 The official ``train.py`` saves ``{"state_dict": ...}`` (keys possibly
 prefixed ``module.`` by DataParallel/DDP) with the module names of
@@ -6,6 +7,8 @@ prefixed ``module.`` by DataParallel/DDP) with the module names of
 package's names and :func:`to_official_layout` maps back; the two are exact
 inverses on every tensor.  :func:`infer_config` reads a
 :class:`~dcae.config.DCAEConfig` off the tensor shapes.
+:func:`to_layout` converts between all three layouts (through the official
+one), :func:`detect_layout` tells them apart.
 """
 
 from __future__ import annotations
@@ -19,7 +22,18 @@ from torch import Tensor
 from .config import DCAEConfig
 from .errors import ModelMismatchError
 
-__all__ = ["infer_config", "is_official_layout", "to_dcae_layout", "to_official_layout"]
+__all__ = [
+    "compressai_to_official",
+    "config_of",
+    "detect_layout",
+    "infer_config",
+    "is_compressai_layout",
+    "is_official_layout",
+    "official_to_compressai",
+    "to_dcae_layout",
+    "to_layout",
+    "to_official_layout",
+]
 
 # (official, dcae) key-prefix pairs; '#' stands for an integer
 _PREFIXES: List[Tuple[str, str]] = [
@@ -260,3 +274,160 @@ def _last_conv(sd: Mapping[str, Any], prefix: str) -> str:
     if not indices:
         raise KeyError(prefix)
     return str(indices[-1])
+
+
+# ------------------------------------------------- CompressAI-port layout
+# CompressAI's development versions port DCAE as ``compressai.models.dcae.DCAE``
+# with a containerised state dict.  Key prefixes (port, official); '#' is the
+# slice index.  The port feeds ``[means, scales, ...]`` where the official code
+# feeds ``[scales, means, ...]``: the leading 2*M input channels of the first
+# layer of the cross-attention and of the mean, scale and LRP nets are swapped.
+_PORT: List[Tuple[str, str]] = [
+    ("shared_dictionary.dt", "dt"),
+    ("latent_codec.y.channel_context.y#.cross_attention.", "dt_cross_attention.#."),
+    ("latent_codec.y.channel_context.y#.mean_cc.", "cc_mean_transforms.#."),
+    ("latent_codec.y.channel_context.y#.scale_cc.", "cc_scale_transforms.#."),
+    ("latent_codec.y.latent_codec.y#.lrp_transform.", "lrp_transforms.#."),
+    ("latent_codec.y.latent_codec.y#.gaussian_conditional.", "gaussian_conditional."),
+    ("latent_codec.h_a.", "h_a."),
+    ("latent_codec.h_s.h_scale_s.", "h_z_s1."),
+    ("latent_codec.h_s.h_mean_s.", "h_z_s2."),
+    ("latent_codec.z.entropy_bottleneck.", "entropy_bottleneck."),
+]
+_SWAPPED = re.compile(
+    r"^(dt_cross_attention\.\d+\.x_trans\.weight"
+    r"|(cc_mean_transforms|cc_scale_transforms|lrp_transforms)\.\d+\.0\.weight)$"
+)
+
+
+def _prefix_rx(prefix: str) -> str:
+    """Regex of a key prefix ('#': slice index); names without a dot match whole keys."""
+    rx = "^" + re.escape(prefix).replace("\\#", r"(\d+)")
+    return rx if prefix.endswith(".") else rx + "$"
+
+
+def _strip(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    sd: Any = state_dict
+    for wrapper in ("state_dict", "model", "model_state_dict", "network"):
+        if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
+            sd = sd[wrapper]
+            break
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
+        raise ModelMismatchError("checkpoint is not a state dict")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def is_compressai_layout(state_dict: Mapping[str, Any]) -> bool:
+    """True for a state dict of CompressAI's own DCAE port."""
+    sd = _strip(state_dict)
+    return "shared_dictionary.dt" in sd
+
+
+def detect_layout(state_dict: Mapping[str, Any]) -> str:
+    """``"dcae"``, ``"official"`` or ``"compressai"``.
+
+    Raises:
+        ModelMismatchError: not a DCAE state dict of any known layout.
+    """
+    sd = _strip(state_dict)
+    if is_compressai_layout(sd):
+        return "compressai"
+    if is_official_layout(sd):
+        return "official"
+    if "latent_codec.y.dictionary" in sd:
+        return "dcae"
+    raise ModelMismatchError("not a DCAE state dict (no dictionary tensor found)")
+
+
+def _swap_halves(weight: Tensor, m: int) -> Tensor:
+    """Swap input channels ``[0, M)`` and ``[M, 2M)`` (self-inverse)."""
+    return torch.cat([weight[:, m : 2 * m], weight[:, :m], weight[:, 2 * m :]], dim=1)
+
+
+def _latent_channels(official: Mapping[str, Tensor]) -> int:
+    """``M``: the summed output widths of the last layers of the mean nets."""
+    last: Dict[str, Tuple[int, int]] = {}
+    for k, v in official.items():
+        m = re.match(r"^cc_mean_transforms\.(\d+)\.(\d+)\.weight$", k)
+        if m and int(m.group(2)) >= last.get(m.group(1), (-1, 0))[0]:
+            last[m.group(1)] = (int(m.group(2)), int(v.shape[0]))
+    if not last:
+        raise ModelMismatchError("cannot find the mean nets (cc_mean_transforms) of the model")
+    return sum(size for _, size in last.values())
+
+
+def compressai_to_official(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Convert a CompressAI-port state dict to the official layout (exact)."""
+    sd = _strip(state_dict)
+    out: Dict[str, Any] = {}
+    for key, value in sd.items():
+        for port, official in _PORT:
+            m = re.match(_prefix_rx(port), key)
+            if m:
+                head = official.replace("#", m.group(1)) if m.groups() else official
+                new = head + key[m.end() :]
+                if "gaussian_conditional" in official and m.group(1) != "0":
+                    new = ""  # per-slice copies of one shared module
+                break
+        else:
+            new = key
+            if not key.startswith(("g_a.", "g_s.")):
+                raise ModelMismatchError(f"unexpected key {key!r} in a CompressAI DCAE state dict")
+        if new:
+            out[new] = value
+    m = _latent_channels(out)
+    return {k: _swap_halves(v, m) if _SWAPPED.match(k) else v for k, v in out.items()}
+
+
+def official_to_compressai(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Convert an official state dict to CompressAI's port layout (exact)."""
+    sd = _strip(state_dict)
+    m = _latent_channels(sd)
+    num_slices = len({k.split(".")[1] for k in sd if k.startswith("cc_mean_transforms.")})
+    out: Dict[str, Any] = {}
+    for key, value in sd.items():
+        if _SWAPPED.match(key):
+            value = _swap_halves(value, m)
+        for port, official in _PORT:
+            mt = re.match(_prefix_rx(official), key)
+            if not mt:
+                continue
+            rest = key[mt.end() :]
+            if official == "gaussian_conditional.":
+                for i in range(num_slices):
+                    out[port.replace("#", str(i)) + rest] = value
+            else:
+                out[(port.replace("#", mt.group(1)) if mt.groups() else port) + rest] = value
+            break
+        else:
+            if not key.startswith(("g_a.", "g_s.")):
+                raise ModelMismatchError(f"unexpected key {key!r} in an official DCAE state dict")
+            out[key] = value
+    return out
+
+
+def to_layout(state_dict: Mapping[str, Any], layout: str) -> Dict[str, Any]:
+    """Convert a DCAE state dict of any known layout to ``layout``
+    (``"dcae"``, ``"official"`` or ``"compressai"``); wrappers such as
+    ``{"state_dict": ...}`` and ``module.`` prefixes are removed."""
+    if layout not in ("dcae", "official", "compressai"):
+        raise ValueError(f"layout must be dcae, official or compressai, got {layout!r}")
+    sd = _strip(state_dict)
+    source = detect_layout(sd)
+    if source == layout:
+        return sd
+    official = {
+        "compressai": compressai_to_official,
+        "official": dict,
+        "dcae": to_official_layout,
+    }[source](sd)
+    if layout == "official":
+        return official
+    if layout == "compressai":
+        return official_to_compressai(official)
+    return to_dcae_layout(official)
+
+
+def config_of(state_dict: Mapping[str, Any]) -> DCAEConfig:
+    """The :class:`DCAEConfig` of a state dict of any layout."""
+    return infer_config(to_layout(state_dict, "dcae"))
