@@ -31,18 +31,20 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    colours: dict = {}  # runs named "<phase>-<point>" share the colour of <point>
     for i, run in enumerate(args.runs):
         off = args.offset[i] if i < len(args.offset) else 0
         tr, va = read(Path(run) / "train.csv"), read(Path(run) / "val.csv")
         label = Path(run).name
+        c = colours.setdefault(label.split("-")[-1], f"C{len(colours) % 10}")
         if tr:
             steps = [s + off for s in tr["step"]]
-            axes[0].plot(steps, tr["loss"], label=label, lw=0.8)
-            axes[1].plot(steps, tr["bpp"], label=f"{label} train", lw=0.8)
+            axes[0].plot(steps, tr["loss"], label=label, lw=0.8, color=c)
+            axes[1].plot(steps, tr["bpp"], label=f"{label} train", lw=0.8, color=c)
         if va:
             vsteps = [s + off for s in va["step"]]
-            axes[1].plot(vsteps, va["bpp"], "o--", label=f"{label} val", ms=3)
-            axes[2].plot(vsteps, va["psnr"], "o-", label=f"{label} val", ms=3)
+            axes[1].plot(vsteps, va["bpp"], "o--", label=f"{label} val", ms=3, color=c)
+            axes[2].plot(vsteps, va["psnr"], "o-", label=f"{label} val", ms=3, color=c)
     for ax, title in zip(axes, ("train loss", "bpp (estimated)", "validation PSNR (dB)")):
         ax.set_title(title)
         ax.set_xlabel("step")
