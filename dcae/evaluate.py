@@ -15,8 +15,8 @@ the reconstruction is rounded to 8 bits, PSNR and MS-SSIM are computed on
 RGB, the rate is the real number of bytes (for dcae: every ``y`` and ``z``
 string) times 8 over the pixels, and per-point values are means over images.
 
-This module runs the codecs; :mod:`dcae.report` (whose names are re-exported
-here) turns the records into curves, BD-rate tables, CSV and plots.
+This module runs the codecs; :mod:`dcae.report` turns the records into
+curves, BD-rate tables, CSV and plots.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from .report import (
     Curve,
     ImageRecord,
     bd_table,
-    find_anchors_dir,
     format_bd_markdown,
     format_summary_markdown,
     load_anchors,
@@ -52,23 +51,12 @@ from .report import (
 )
 
 __all__ = [
-    "BDResult",
-    "Curve",
     "EvaluationReport",
-    "ImageRecord",
     "IMAGE_SUFFIXES",
-    "bd_table",
     "collect_images",
     "evaluate_model",
     "evaluate_pillow",
-    "find_anchors_dir",
-    "format_bd_markdown",
-    "format_summary_markdown",
-    "load_anchors",
-    "mean_curve",
-    "plot_rd",
     "run_evaluation",
-    "write_per_image_csv",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")

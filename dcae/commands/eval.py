@@ -17,7 +17,8 @@ from typing import Callable, List, Sequence, Tuple
 import torch
 
 from ..errors import DCAEError
-from ..evaluate import find_anchors_dir, run_evaluation
+from ..evaluate import run_evaluation
+from ..report import find_anchors_dir
 
 __all__ = ["DEFAULT_JPEG_QUALITIES", "DEFAULT_WEBP_QUALITIES", "HELP", "add_arguments", "run"]
 
