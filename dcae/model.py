@@ -241,8 +241,7 @@ class DCAEModel(SimpleVAECompressionModel):
         Accepts ``{"state_dict": ...}`` wrappers and ``module.`` prefixes; the
         configuration is inferred from the tensor shapes unless given.
         """
-        from .convert import infer_config
-        from .zoo import to_layout
+        from .convert import infer_config, to_layout
 
         sd = to_layout(state_dict, "dcae")
         cfg = config if config is not None else infer_config(sd)

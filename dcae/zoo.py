@@ -1,6 +1,5 @@
 """CompressAI integration: registry and zoo entries and the authors' weights
-(the checkpoint layouts are in :mod:`dcae.convert`; their functions are
-re-exported here).
+(the checkpoint layouts are in :mod:`dcae.convert`).
 
 Importing :mod:`dcae` registers :class:`~dcae.DCAEModel`
 
@@ -29,14 +28,7 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 import torch
 
 from .config import PRESETS, DCAEConfig
-from .convert import (
-    compressai_to_official,
-    config_of,
-    detect_layout,
-    is_compressai_layout,
-    official_to_compressai,
-    to_layout,
-)
+from .convert import to_layout
 from .errors import DCAEError, ModelMismatchError
 from .model import DCAEModel
 from .pretrained import _sha256
@@ -48,16 +40,10 @@ __all__ = [
     "OFFICIAL_URLS",
     "ZOO_NAME",
     "checkpoint_candidates",
-    "compressai_to_official",
-    "config_of",
     "dcae",
-    "detect_layout",
-    "is_compressai_layout",
     "lambda_for",
     "load_model",
-    "official_to_compressai",
     "register",
-    "to_layout",
     "weights_dir",
 ]
 

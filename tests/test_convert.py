@@ -12,13 +12,14 @@ import torch
 
 from dcae import PRESETS, DCAEModel, ModelMismatchError
 from dcae.cli import main as cli
-from dcae.convert import to_dcae_layout, to_official_layout
-from dcae.zoo import (
+from dcae.convert import (
     compressai_to_official,
     config_of,
     detect_layout,
     official_to_compressai,
+    to_dcae_layout,
     to_layout,
+    to_official_layout,
 )
 
 

@@ -59,8 +59,8 @@ def convert_file(
         DCAEError: unreadable input, unknown layout, or ``dst`` exists
             without ``force``.
     """
+    from ..convert import config_of, detect_layout, to_layout
     from ..model import DCAEModel
-    from ..zoo import config_of, detect_layout, to_layout
 
     if to not in LAYOUTS:
         raise ValueError(f"--to must be one of {LAYOUTS}, got {to!r}")
