@@ -198,10 +198,12 @@ def package_models(
     for q, ckpt in sorted(checkpoints.items()):
         meta = torch.load(ckpt, map_location="cpu", weights_only=True)
         model = load_checkpoint(ckpt)
-        sd = unpack_state_dict(pack_state_dict(model.state_dict()))
-        model.load_state_dict(sd)
-        model.update(force=True)
         packed = pack_state_dict(model.state_dict())
+        model.load_state_dict(unpack_state_dict(packed))
+        model.update(force=True)  # CDF tables of the int8-rounded weights
+        for k, v in model.state_dict().items():
+            if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
+                packed[k] = v.detach().clone()
         name = f"{model.config.name}-q{q}.pt"
         extra = {k: meta[k] for k in ("lambda", "metric", "steps") if k in meta}
         if total_steps and q in total_steps:
