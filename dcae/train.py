@@ -175,23 +175,6 @@ def _lr_lambda(cfg: TrainConfig):
     return f
 
 
-def _load_init(path: str) -> DCAEModel:
-    """Weights to warm-start from: a model checkpoint or a training checkpoint.pt."""
-    try:
-        return load_checkpoint(path)
-    except DCAEError:
-        # our own training checkpoints hold optimizer and RNG states (numpy
-        # objects) that weights_only loading refuses; they are trusted files
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-            raise
-        from .config import DCAEConfig
-
-        model = DCAEModel(DCAEConfig.from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
-        return model
-
-
 def _distributed() -> Tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -299,7 +282,7 @@ def train(cfg: TrainConfig) -> DCAEModel:
     data = ImageFolder(files=train_files) if train_files else ImageFolder(cfg.data)
 
     if cfg.init:
-        model = _load_init(cfg.init)
+        model = load_checkpoint(cfg.init)  # a model or a training checkpoint.pt
         model.train()
     else:
         model = DCAEModel(get_config(cfg.preset))
@@ -313,10 +296,7 @@ def train(cfg: TrainConfig) -> DCAEModel:
     step = 0
 
     if cfg.resume:
-        try:
-            ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
-        except Exception:  # checkpoints of dcae < 0.1 stored numpy RNG arrays
-            ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
+        ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])

@@ -88,6 +88,10 @@ def test_export_and_warm_start(image_dir, tmp_path):
     assert dec["x_hat"].shape == x.shape
     warm = train(_cfg(image_dir, tmp_path / "b", steps=1, init=str(export), lmbda=0.02))
     assert warm.config == loaded.config
+    # a training checkpoint.pt (optimizer and RNG states inside) warm-starts too
+    from_run = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    for k, v in model.named_parameters():
+        assert torch.equal(from_run.state_dict()[k], v), k
 
 
 def test_rate_distortion_loss_values():
