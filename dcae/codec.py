@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +59,6 @@ __all__ = [
     "read_stream",
     "resolve_model",
     "tensor_to_uint8",
-    "write_atomic",
 ]
 
 ImageInput = Union[str, os.PathLike, Image.Image, Tensor]
@@ -392,47 +390,3 @@ def decode(
     if img is None:  # pragma: no cover - decode_stream returns 3 channels
         raise FormatError("unexpected channel count")
     return img.convert("L") if stream.channels == 1 else img
-
-
-# ----------------------------------------------------------------------------- files
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(
-    path: Union[str, os.PathLike], write: Callable[[str], None], *, force: bool = False
-) -> None:
-    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the
-    same directory, which then replaces ``path`` (``os.replace``) or, without
-    ``force``, is linked to it only if ``path`` does not exist yet.  On any
-    failure the temporary file is removed and ``path`` is left untouched.
-
-    Raises:
-        FileExistsError: ``path`` exists and ``force`` is false.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
-    if not force and path.exists():
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        write(tmp)
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
-                os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

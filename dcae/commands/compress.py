@@ -9,22 +9,17 @@ overwritten without ``--force``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
 
 from ..bitstream import PADDING_POLICIES
-from ..codec import encode, open_image, resolve_model, write_atomic
-from ..errors import DCAEError
+from ..codec import encode, open_image, resolve_model
+from .jobs import check_outputs, collect_jobs, exit_status, run_jobs, write_atomic
 
 __all__ = [
     "HELP",
     "IMAGE_SUFFIXES",
     "add_arguments",
-    "check_outputs",
-    "collect_jobs",
-    "progress_prefix",
     "run",
 ]
 
@@ -56,75 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-
-
-def progress_prefix(i: int, n: int, width: int = 20) -> str:
-    """``[#####-----]  3/24`` for item ``i`` (1-based) of ``n``."""
-    done = round(width * i / n)
-    return f"[{'#' * done}{'-' * (width - done)}] {i:>{len(str(n))}}/{n}"
-
-
-def collect_jobs(
-    inp: Path, out: Optional[Path], suffixes: Tuple[str, ...], new_suffix: str
-) -> Tuple[List[Tuple[Path, Path]], bool]:
-    """``[(input, output)]`` and whether ``inp`` is a directory."""
-    if inp.is_dir():
-        files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-        if not files:
-            raise DCAEError(f"no {'/'.join(suffixes)} files in directory {inp}")
-        out_dir = inp if out is None else out
-        if out_dir.exists() and not out_dir.is_dir():
-            raise DCAEError(f"output {out_dir} is not a directory (input {inp} is one)")
-        return [(p, out_dir / (p.stem + new_suffix)) for p in files], True
-    if not inp.exists():
-        raise FileNotFoundError(f"{inp}: no such file or directory")
-    target = inp.with_suffix(new_suffix) if out is None else out
-    if target.is_dir():
-        target = target / (inp.stem + new_suffix)
-    return [(inp, target)], False
-
-
-def check_outputs(jobs: List[Tuple[Path, Path]], force: bool) -> None:
-    """Refuse before any work if an output exists (without ``force``) or two
-    inputs map to one output."""
-    seen = {}
-    for src, dst in jobs:
-        if dst in seen:
-            raise DCAEError(f"{seen[dst]} and {src} would both be written to {dst}")
-        seen[dst] = src
-        if not force and dst.exists():
-            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-        if dst.resolve() == src.resolve():
-            raise DCAEError(f"output {dst} is the input file")
-
-
-def run_jobs(
-    jobs: List[Tuple[Path, Path]], is_dir: bool, code_one: Callable[[Path, Path, str], None]
-) -> int:
-    """Run ``code_one(src, dst, prefix)`` on every job; returns the number of
-    failures.  A single file raises its error; in a directory run an error is
-    printed for its file and the others go on."""
-    if is_dir:
-        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for i, (src, dst) in enumerate(jobs, 1):
-        prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
-        try:
-            code_one(src, dst, prefix)
-        except (DCAEError, OSError, ValueError) as e:
-            if not is_dir:
-                raise
-            failures += 1
-            print(f"{prefix}{src.name}: error: {e}", file=sys.stderr)
-    return failures
-
-
-def exit_status(failures: int, total: int) -> int:
-    """0, or 1 after a one-line summary on stderr if some files failed."""
-    if failures:
-        print(f"dcae: error: {failures} of {total} files failed", file=sys.stderr)
-        return 1
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..bitstream import DEFAULT_MAX_PIXELS
-from ..codec import decode, read_stream, resolve_model, write_atomic
+from ..codec import decode, read_stream, resolve_model
 from ..errors import DCAEError
-from .compress import check_outputs, collect_jobs, exit_status, run_jobs
+from .jobs import check_outputs, collect_jobs, exit_status, run_jobs, write_atomic
 
 __all__ = ["HELP", "add_arguments", "run"]
 

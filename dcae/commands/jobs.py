@@ -1,0 +1,136 @@
+"""What ``dcae compress`` and ``dcae decompress`` share: turning INPUT/OUTPUT
+into (source, destination) jobs, refusing clashes before any work, running
+the jobs with per-file errors in directory mode, and atomic writes that never
+leave a partial or lost file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple, Union
+
+from ..errors import DCAEError
+
+__all__ = [
+    "check_outputs",
+    "collect_jobs",
+    "exit_status",
+    "progress_prefix",
+    "run_jobs",
+    "write_atomic",
+]
+
+
+def progress_prefix(i: int, n: int, width: int = 20) -> str:
+    """``[#####-----]  3/24`` for item ``i`` (1-based) of ``n``."""
+    done = round(width * i / n)
+    return f"[{'#' * done}{'-' * (width - done)}] {i:>{len(str(n))}}/{n}"
+
+
+def collect_jobs(
+    inp: Path, out: Optional[Path], suffixes: Tuple[str, ...], new_suffix: str
+) -> Tuple[List[Tuple[Path, Path]], bool]:
+    """``[(input, output)]`` and whether ``inp`` is a directory."""
+    if inp.is_dir():
+        files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            raise DCAEError(f"no {'/'.join(suffixes)} files in directory {inp}")
+        out_dir = inp if out is None else out
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DCAEError(f"output {out_dir} is not a directory (input {inp} is one)")
+        return [(p, out_dir / (p.stem + new_suffix)) for p in files], True
+    if not inp.exists():
+        raise FileNotFoundError(f"{inp}: no such file or directory")
+    target = inp.with_suffix(new_suffix) if out is None else out
+    if target.is_dir():
+        target = target / (inp.stem + new_suffix)
+    return [(inp, target)], False
+
+
+def check_outputs(jobs: List[Tuple[Path, Path]], force: bool) -> None:
+    """Refuse before any work if an output exists (without ``force``) or two
+    inputs map to one output."""
+    seen = {}
+    for src, dst in jobs:
+        if dst in seen:
+            raise DCAEError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src
+        if not force and dst.exists():
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        if dst.resolve() == src.resolve():
+            raise DCAEError(f"output {dst} is the input file")
+
+
+def run_jobs(
+    jobs: List[Tuple[Path, Path]], is_dir: bool, code_one: Callable[[Path, Path, str], None]
+) -> int:
+    """Run ``code_one(src, dst, prefix)`` on every job; returns the number of
+    failures.  A single file raises its error; in a directory run an error is
+    printed for its file and the others go on."""
+    if is_dir:
+        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for i, (src, dst) in enumerate(jobs, 1):
+        prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
+        try:
+            code_one(src, dst, prefix)
+        except (DCAEError, OSError, ValueError) as e:
+            if not is_dir:
+                raise
+            failures += 1
+            print(f"{prefix}{src.name}: error: {e}", file=sys.stderr)
+    return failures
+
+
+def exit_status(failures: int, total: int) -> int:
+    """0, or 1 after a one-line summary on stderr if some files failed."""
+    if failures:
+        print(f"dcae: error: {failures} of {total} files failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(
+    path: Union[str, os.PathLike], write: Callable[[str], None], *, force: bool = False
+) -> None:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the
+    same directory, which then replaces ``path`` (``os.replace``) or, without
+    ``force``, is linked to it only if ``path`` does not exist yet.  On any
+    failure the temporary file is removed and ``path`` is left untouched.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is false.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
+    if not force and path.exists():
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        write(tmp)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+            except OSError:  # file systems without hard links
+                if path.exists():
+                    raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
