@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dcae.metrics import (
@@ -232,6 +232,11 @@ def monotone_curves(draw):
     curve=monotone_curves(),
     factor=st.floats(0.3, 3.0),
     method=st.sampled_from(METHODS),
+)
+@example(  # a narrow PSNR range far from 0: lost digits before the fit stayed scaled
+    curve=(np.exp([1.0, 2.0, 2.5, 3.0]), np.array([21.0, 21.0625, 21.1875, 21.3125])),
+    factor=0.5,
+    method="cubic",
 )
 def test_bd_rate_property_rate_scaling(curve, factor, method):
     rates, dist = curve
