@@ -1,17 +1,24 @@
 """Pretrained models shipped inside the package (``dcae/weights``).
 
 ``dcae/weights/manifest.json`` lists the shipped checkpoints, one per rate
-point (``quality`` 1 = lowest rate).  Each checkpoint is a dict
-``{"config": DCAEConfig.to_dict(), "state_dict": ..., "lambda": float,
-"metric": "mse"}`` saved after ``update()``, so the CDF tables are stored and
-no update is needed at load time.  Loading uses ``torch.load(weights_only=True)``.
+point (``quality`` 1 = lowest rate).  Each is an xz-compressed ``torch.save``
+file (``small-q{q}.pt.xz``) holding ``{"config": DCAEConfig.to_dict(),
+"packed": ..., "quality": q, "lambda": float, "metric": "mse", "steps": n}``:
+the weights packed to int8 per output channel (:func:`pack_state_dict`) and
+the CDF tables of ``update()``, so no update is needed at load time.  A file
+may store only its difference to the default quality's file (``"base"``:
+file name and sha256; int8 deltas; tensors equal to the base's left out):
+the models are warm-started from each other, so this almost halves their
+size and is lossless.  Loading uses ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
+import lzma
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
@@ -26,6 +33,8 @@ __all__ = [
     "WEIGHTS_DIR",
     "pack_state_dict",
     "package_models",
+    "read_checkpoint",
+    "write_packed",
     "unpack_state_dict",
     "available_qualities",
     "default_quality",
@@ -97,31 +106,114 @@ def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
     return _load_cached(q)
 
 
-def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEModel:
-    """Load a checkpoint in any supported layout into an eval-mode model.
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_MAX_BASE_CHAIN = 16
 
-    Accepts files written by :func:`save_checkpoint` (with a config), training
-    checkpoints ``{"state_dict": ...}`` and the official implementation's files
-    (the configuration is then inferred).  CDF tables are built if missing.
-    """
-    path = Path(path)
+
+def _torch_load(path: Path, map_location: str) -> Any:
+    """``torch.load(weights_only=True)`` of a plain or xz-compressed file."""
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
+        with open(path, "rb") as f:
+            compressed = f.read(len(_XZ_MAGIC)) == _XZ_MAGIC
+        if compressed:
+            try:
+                data = lzma.decompress(path.read_bytes())
+            except lzma.LZMAError as e:
+                raise ModelMismatchError(
+                    f"{path} is a damaged xz-compressed checkpoint: {e}"
+                ) from e
+            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, ModelMismatchError):
         raise
     except Exception as e:  # unpickling errors of all kinds
         raise ModelMismatchError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
+
+
+def _wrap_int8(v: Tensor) -> Tensor:
+    """Integers to int8 modulo 256 (two's complement)."""
+    return ((v.to(torch.int16) + 128).remainder(256) - 128).to(torch.int8)
+
+
+def _resolve_packed(obj: Mapping[str, Any], path: Path, depth: int = 0) -> Dict[str, Any]:
+    """The full packed dict of a shipped file, applying its ``base`` chain."""
+    packed = obj["packed"]
+    base = obj.get("base")
+    if base is None:
+        return dict(packed)
+    if depth >= _MAX_BASE_CHAIN:
+        raise ModelMismatchError(f"{path}: chain of base files longer than {_MAX_BASE_CHAIN}")
+    base_path = path.parent / str(base["file"])
+    if not base_path.is_file():
+        raise ModelMismatchError(
+            f"{path} stores its difference to {base_path}, which is missing; keep the "
+            "shipped files together"
+        )
+    if _sha256(base_path) != base["sha256"]:
+        raise ModelMismatchError(
+            f"{path}: its base file {base_path} is not the one it was made from"
+        )
+    base_obj = _torch_load(base_path, "cpu")
+    base_packed = _resolve_packed(base_obj, base_path, depth + 1)
+    out: Dict[str, Any] = {k: base_packed[k] for k in obj.get("same_as_base", ())}
+    for k, v in packed.items():
+        if isinstance(v, Mapping) and "int8_delta" in v:
+            q = base_packed[k]["int8"].to(torch.int16) + v["int8_delta"].to(torch.int16)
+            out[k] = {"int8": _wrap_int8(q), "scale": v["scale"]}
+        else:
+            out[k] = v
+    return out
+
+
+def read_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> Dict[str, Any]:
+    """Read any supported checkpoint file as ``{"state_dict": ..., "config": ... or None}``
+    (plus the file's other metadata).
+
+    Handles :func:`save_checkpoint` files, training checkpoints (``"model"``
+    and ``"optimizer"``), shipped files (xz-compressed, packed, possibly
+    stored as a difference to a base file) and state dicts of other layouts
+    (returned under ``"state_dict"`` as they are, for :mod:`dcae.convert`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ModelMismatchError: the file is not a readable checkpoint, or a shipped
+            file's base is missing or not the one it was made from.
+    """
+    path = Path(path)
+    obj = _torch_load(path, map_location)
     if not isinstance(obj, Mapping):
         raise ModelMismatchError(f"{path} does not hold a state dict")
+    obj = dict(obj)
     if "packed" in obj:  # shipped weights: int8 tensors + scales
-        obj = {"state_dict": unpack_state_dict(obj["packed"]), "config": obj.get("config")}
+        try:
+            packed = _resolve_packed(obj, path)
+            state_dict = unpack_state_dict(packed)
+        except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+            raise ModelMismatchError(f"{path} holds malformed packed weights: {e!r}") from e
+        meta = {k: v for k, v in obj.items() if k not in ("packed", "same_as_base")}
+        return {**meta, "state_dict": state_dict, "config": obj.get("config")}
     if "model" in obj and "optimizer" in obj:  # a dcae training checkpoint
-        obj = {"state_dict": obj["model"], "config": obj.get("config")}
+        return {"state_dict": obj["model"], "config": obj.get("config")}
+    if "state_dict" in obj:
+        return {**obj, "config": obj.get("config")}
+    return {"state_dict": obj, "config": None}
+
+
+def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEModel:
+    """Load a checkpoint in any supported layout into an eval-mode model.
+
+    Accepts what :func:`read_checkpoint` reads: files written by
+    :func:`save_checkpoint` (with a config), training checkpoints, the shipped
+    files and the official implementation's files (the configuration is then
+    inferred).  CDF tables are built if missing.
+    """
+    path = Path(path)
+    obj = read_checkpoint(path, map_location)
     cfg = None
-    if "config" in obj and isinstance(obj["config"], Mapping):
+    if isinstance(obj["config"], Mapping):
         cfg = DCAEConfig.from_dict(dict(obj["config"]))
     try:
-        model = DCAEModel.from_state_dict(obj, config=cfg)
+        model = DCAEModel.from_state_dict({"state_dict": obj["state_dict"]}, config=cfg)
     except (RuntimeError, KeyError) as e:
         raise ModelMismatchError(f"{path} does not fit a DCAE model: {e}") from e
     model.eval()
@@ -177,6 +269,56 @@ def unpack_state_dict(packed: Mapping[str, Any]) -> Dict[str, Tensor]:
     return out
 
 
+def write_packed(
+    path: Union[str, Path],
+    packed: Mapping[str, Any],
+    base: Optional[Union[str, Path]] = None,
+    **meta: Any,
+) -> None:
+    """Write packed weights (see :func:`pack_state_dict`) as an xz-compressed
+    ``torch.save`` file that :func:`read_checkpoint` reads.
+
+    With ``base`` (a file written by this function, in the same folder) only
+    the difference is stored: int8 weights as int8 deltas (modulo 256, so
+    exact), tensors equal to the base's left out.  The base's name and sha256
+    are recorded; reading fails clearly if it is missing or changed.
+    ``meta`` (config, quality, lambda, ...) is stored beside the weights.
+    """
+    path = Path(path)
+    body: Dict[str, Any] = dict(meta)
+    if base is None:
+        body["packed"] = dict(packed)
+    else:
+        base = Path(base)
+        if base.resolve().parent != path.resolve().parent:
+            raise ValueError(f"base {base} must be in the folder of {path}")
+        base_packed = _resolve_packed(_torch_load(base, "cpu"), base)
+        delta: Dict[str, Any] = {}
+        same = []
+        for k, v in packed.items():
+            b = base_packed.get(k)
+            if (
+                isinstance(v, Mapping)
+                and isinstance(b, Mapping)
+                and b["int8"].shape == v["int8"].shape
+            ):
+                d = v["int8"].to(torch.int16) - b["int8"].to(torch.int16)
+                delta[k] = {"int8_delta": _wrap_int8(d), "scale": v["scale"]}
+            elif (
+                isinstance(v, Tensor) and isinstance(b, Tensor)
+                and b.dtype == v.dtype and b.shape == v.shape and torch.equal(b, v)
+            ):  # fmt: skip
+                same.append(k)
+            else:
+                delta[k] = v
+        body.update(
+            packed=delta, same_as_base=same, base={"file": base.name, "sha256": _sha256(base)}
+        )
+    buf = io.BytesIO()
+    torch.save(body, buf)
+    path.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+
+
 def package_models(
     checkpoints: Mapping[int, Union[str, Path]],
     out_dir: Union[str, Path] = WEIGHTS_DIR,
@@ -184,19 +326,30 @@ def package_models(
     total_steps: Optional[Mapping[int, int]] = None,
     **info: Any,
 ) -> Dict[str, Any]:
-    """Write shipped weights: ``{quality: checkpoint}`` -> ``small-q{q}.pt`` + manifest.
+    """Write shipped weights: ``{quality: checkpoint}`` -> ``small-q{q}.pt.xz`` + manifest.
 
     Each model is packed (:func:`pack_state_dict`), unpacked, and its CDF
     tables rebuilt with ``update(force=True)`` so that the stored tables match
-    the stored weights exactly.  ``total_steps`` replaces the step count of a
-    checkpoint (which counts only its own run) by the training steps of its
-    whole lineage when models were warm-started.
+    the stored weights exactly.  The default quality is stored whole, each
+    other one as its difference to it (:func:`write_packed`), so that loading
+    reads at most two files.
+    ``total_steps`` replaces the step count of a checkpoint (which counts
+    only its own run) by the training steps of its whole lineage when models
+    were warm-started.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for q, ckpt in sorted(checkpoints.items()):
-        meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+    qualities = sorted(checkpoints)
+    if not qualities:
+        raise ValueError("package_models needs at least one checkpoint")
+    default = qualities[len(qualities) // 2] if default is None else int(default)
+    if default not in checkpoints:
+        raise ValueError(f"default quality {default} is not among {qualities}")
+    entries = {}
+    hub: Optional[Path] = None
+    for q in [default] + [q for q in qualities if q != default]:  # the base first
+        ckpt = checkpoints[q]
+        meta = _torch_load(Path(ckpt), "cpu")
         model = load_checkpoint(ckpt)
         packed = pack_state_dict(model.state_dict())
         model.load_state_dict(unpack_state_dict(packed))
@@ -204,14 +357,15 @@ def package_models(
         for k, v in model.state_dict().items():
             if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
                 packed[k] = v.detach().clone()
-        name = f"{model.config.name}-q{q}.pt"
+        name = f"{model.config.name}-q{q}.pt.xz"
         extra = {k: meta[k] for k in ("lambda", "metric", "steps") if k in meta}
         if total_steps and q in total_steps:
             extra["steps"] = int(total_steps[q])
-        torch.save({"config": model.config.to_dict(), "packed": packed, "quality": q, **extra},
-                   out_dir / name)  # fmt: skip
-        entries.append({"quality": q, "file": name, "sha256": _sha256(out_dir / name), **extra})
-    manifest = {"models": entries, "default": default or entries[len(entries) // 2]["quality"]}
+        path = out_dir / name
+        write_packed(path, packed, hub, config=model.config.to_dict(), quality=q, **extra)
+        entries[q] = {"quality": q, "file": name, "sha256": _sha256(path), **extra}
+        hub = hub or path
+    manifest = {"models": [entries[q] for q in qualities], "default": default}
     manifest.update(info)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     _load_cached.cache_clear()

@@ -1,19 +1,37 @@
-"""Shipped-weights packaging: int8 packing, CDF tables, manifest."""
+"""Shipped-weights packaging: int8 packing, xz files stored as differences to a
+base, CDF tables, manifest; and the weights shipped in the package."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import lzma
+import shutil
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
+import dcae
 from dcae import DCAEModel
+from dcae.errors import ModelMismatchError
+from dcae.metrics import psnr
 from dcae.pretrained import (
+    WEIGHTS_DIR,
+    available_qualities,
     load_checkpoint,
+    load_pretrained,
     pack_state_dict,
     package_models,
+    read_checkpoint,
     save_checkpoint,
     unpack_state_dict,
+    write_packed,
 )
 
 
@@ -47,6 +65,10 @@ def test_package_models_writes_loadable_models_and_manifest(tmp_path):
     for q, entry in by_q.items():
         path = out / entry["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        # the default quality is stored whole, the other one as its difference to it
+        base = read_checkpoint(path).get("base")
+        assert (base is None) == (q == 2)
+        assert q == 2 or base["file"] == by_q[2]["file"]
         shipped = load_checkpoint(path)
         # the stored CDF tables are those of the stored (int8-rounded) weights
         tables = shipped.entropy_model.gaussian_conditional.quantized_cdf.clone()
@@ -65,3 +87,117 @@ def test_package_models_writes_loadable_models_and_manifest(tmp_path):
             enc = shipped.compress(x)
             dec = shipped.decompress(enc["strings"], enc["shape"], checksums=enc["checksums"])
             assert torch.equal(dec["x_hat"], shipped(x)["x_hat"].clamp(0, 1))
+
+
+def _packed_pair(seed: int, n: int):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(-127, 128, (n, 3), generator=g, dtype=torch.int8)
+    b = torch.randint(-127, 128, (n, 3), generator=g, dtype=torch.int8)
+    scale = torch.rand(n, generator=g) + 0.1
+    bias = torch.randn(n, generator=g)
+    base = {"w": {"int8": a, "scale": scale}, "bias": bias, "cdf": torch.arange(7)}
+    other = {
+        "w": {"int8": b, "scale": scale * 2},
+        "bias": bias.clone(),
+        "cdf": torch.arange(7) + 1,
+    }
+    return base, other
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 64))
+def test_difference_files_are_exact(tmp_path_factory, seed, n):
+    # any pair of int8 tensors, incl. differences beyond the int8 range (wrap-around)
+    d = tmp_path_factory.mktemp("w")
+    base, other = _packed_pair(seed, n)
+    write_packed(d / "a.pt.xz", base, quality=1)
+    write_packed(d / "b.pt.xz", other, d / "a.pt.xz", quality=2)
+    # what is stored: deltas, and the unchanged bias left out
+    raw = torch.load(io.BytesIO(lzma.decompress((d / "b.pt.xz").read_bytes())), weights_only=True)
+    assert raw["same_as_base"] == ["bias"] and "int8_delta" in raw["packed"]["w"]
+    got = read_checkpoint(d / "b.pt.xz")
+    assert got["quality"] == 2 and got["base"]["file"] == "a.pt.xz"
+    assert torch.equal(got["state_dict"]["w"], unpack_state_dict(other)["w"])
+    assert torch.equal(got["state_dict"]["bias"], other["bias"])
+    assert torch.equal(got["state_dict"]["cdf"], other["cdf"])
+
+
+def test_difference_file_needs_its_own_base(tmp_path):
+    base, other = _packed_pair(0, 16)
+    write_packed(tmp_path / "a.pt.xz", base)
+    write_packed(tmp_path / "b.pt.xz", other, tmp_path / "a.pt.xz")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(tmp_path / "b.pt.xz", moved / "b.pt.xz")
+    with pytest.raises(ModelMismatchError, match="missing"):
+        read_checkpoint(moved / "b.pt.xz")
+    write_packed(tmp_path / "a.pt.xz", other)  # the base replaced by another file
+    with pytest.raises(ModelMismatchError, match="not the one it was made from"):
+        read_checkpoint(tmp_path / "b.pt.xz")
+    data = (tmp_path / "a.pt.xz").read_bytes()
+    for cut in (len(data) // 2, 10):
+        (tmp_path / "t.pt.xz").write_bytes(data[:cut])
+        with pytest.raises(ModelMismatchError, match="damaged xz"):
+            load_checkpoint(tmp_path / "t.pt.xz")
+    with pytest.raises(ValueError, match="folder"):
+        write_packed(moved / "c.pt.xz", other, tmp_path / "a.pt.xz")
+
+
+# ------------------------------------------------------- the shipped weights
+
+
+def test_shipped_weights_match_their_manifest_and_cdf_tables():
+    manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())
+    qualities = available_qualities()
+    assert qualities == list(range(1, len(qualities) + 1)) and len(qualities) >= 3
+    by_q = {e["quality"]: e for e in manifest["models"]}
+    lambdas = [by_q[q]["lambda"] for q in qualities]
+    assert lambdas == sorted(lambdas) and len(set(lambdas)) == len(lambdas)
+    total = 0
+    for q in qualities:
+        path = WEIGHTS_DIR / by_q[q]["file"]
+        total += path.stat().st_size
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == by_q[q]["sha256"]
+        model = load_pretrained(q)
+        assert read_checkpoint(path)["quality"] == q
+        gc = model.entropy_model.gaussian_conditional
+        eb = model.latent_codec.hyper.entropy_bottleneck
+        tables = gc.quantized_cdf.clone(), eb._quantized_cdf.clone()
+        fresh = load_checkpoint(path)
+        fresh.update(force=True)  # the stored tables are those of the stored weights
+        assert torch.equal(fresh.entropy_model.gaussian_conditional.quantized_cdf, tables[0])
+        assert torch.equal(fresh.latent_codec.hyper.entropy_bottleneck._quantized_cdf, tables[1])
+    assert total < 16e6  # the package stays small
+
+
+def test_shipped_models_code_a_photo_with_rate_growing_with_quality(tmp_path):
+    # a natural image: a crop of a training photo (not Kodak), via the public API
+    photos = sorted(
+        (Path(__file__).resolve().parents[2] / "shared/datasets/train-photos").glob("*")
+    )
+    photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if not photos:
+        pytest.skip("needs shared/datasets/train-photos")
+    with Image.open(photos[0]) as im:
+        img = im.convert("RGB").crop((0, 0, 192, 160))
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    sizes, quality = [], []
+    for q in available_qualities():
+        data = dcae.encode(img, quality=q)
+        out = dcae.decode(data)  # the model is found from the file's digest
+        assert out.size == img.size
+        y = torch.from_numpy(np.array(out)).permute(2, 0, 1)[None].float() / 255
+        sizes.append(len(data))
+        quality.append(psnr(x, y))
+    assert sizes == sorted(sizes) and quality == sorted(quality)
+    assert quality[0] > 20
+
+
+def test_convert_reads_shipped_difference_files(tmp_path):
+    from dcae.commands.convert import convert_file
+
+    q = max(available_qualities())  # stored as a difference to the lower qualities
+    shipped = load_pretrained(q).state_dict()
+    convert_file(WEIGHTS_DIR / f"small-q{q}.pt.xz", tmp_path / "q.pt", to="dcae")
+    back = load_checkpoint(tmp_path / "q.pt").state_dict()
+    assert all(torch.equal(back[k], v) for k, v in shipped.items())

@@ -2,8 +2,9 @@
 
 Reads a checkpoint in any layout (the official ``train.py`` files
 ``{"state_dict": ...}``, possibly with ``module.`` prefixes; CompressAI's own
-DCAE port; dcae files) with ``torch.load(weights_only=True)`` and writes it in
-the requested one:
+DCAE port; dcae files, the shipped ``.pt.xz`` files) with
+:func:`dcae.pretrained.read_checkpoint` (``torch.load(weights_only=True)``)
+and writes it in the requested one:
 
 - ``dcae``: ``{"config": ..., "state_dict": ...}`` as
   :func:`dcae.pretrained.save_checkpoint` writes it (loadable by every dcae
@@ -61,6 +62,7 @@ def convert_file(
     """
     from ..convert import config_of, detect_layout, to_layout
     from ..model import DCAEModel
+    from ..pretrained import read_checkpoint
 
     if to not in LAYOUTS:
         raise ValueError(f"--to must be one of {LAYOUTS}, got {to!r}")
@@ -69,12 +71,7 @@ def convert_file(
         raise DCAEError(f"{src} does not exist")
     if dst.exists() and not force:
         raise DCAEError(f"{dst} exists; pass --force to overwrite it")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors of all kinds
-        raise ModelMismatchError(f"{src} is not a readable PyTorch checkpoint: {e}") from e
-    if not isinstance(obj, dict):
-        raise ModelMismatchError(f"{src} does not hold a state dict")
+    obj = {"state_dict": read_checkpoint(src)["state_dict"]}  # any layout, shipped files too
     source = detect_layout(obj)
     sd = to_layout(obj, to)
     cfg = config_of(sd)
