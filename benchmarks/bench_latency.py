@@ -8,11 +8,19 @@ extra resident memory of a compress + decompress (RSS sampled every 2 ms).
 The official model gets the same weights (``DCAEModel.to_official_state_dict``)
 so every variant computes the same function.
 
+On CUDA (``--device cuda``) every timed call is bracketed by
+``torch.cuda.synchronize`` and the memory column is the peak of
+``torch.cuda.max_memory_allocated`` over a compress + decompress; cuDNN stays
+on (the official scripts switch it off).  ``--image`` times a real image
+(e.g. a Kodak file) instead of random content.
+
 Usage::
 
     python benchmarks/bench_latency.py --preset paper --size 768x512 --repeats 3 \\
         --official-repo /work/official
     python benchmarks/bench_latency.py --preset small --repeats 5
+    python benchmarks/bench_latency.py --device cuda --fast-dtype float16 --repeats 20 \\
+        --image shared/datasets/kodak/kodim01.png --official-repo /path/to/DCAE
 """
 
 from __future__ import annotations
@@ -107,6 +115,34 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+class PeakCUDA:
+    """Peak CUDA memory allocated inside the ``with`` block, as :class:`PeakRSS`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.extra_mb = 0.0
+
+    def __enter__(self) -> PeakCUDA:
+        torch.cuda.synchronize(self.device)
+        self._base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.cuda.synchronize(self.device)
+        self.extra_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+
+
+def _image(path: str) -> torch.Tensor:
+    """``(1, 3, H, W)`` in ``[0, 1]`` from an image file."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.array(im.convert("RGB"))
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
+
+
 def build_variants(args: argparse.Namespace) -> List[Variant]:
     torch.manual_seed(0)
     model = dcae.DCAEModel(args.preset).eval()
@@ -115,6 +151,7 @@ def build_variants(args: argparse.Namespace) -> List[Variant]:
 
         model = load_checkpoint(args.checkpoint).eval()
     model.update(force=True)
+    model = model.to(args.device)
     variants = []
     if args.official_repo:
         sys.path.insert(0, args.official_repo)
@@ -123,20 +160,22 @@ def build_variants(args: argparse.Namespace) -> List[Variant]:
         official = DCAE().eval()
         official.load_state_dict(model.to_official_state_dict(), strict=False)
         official.update(force=True)
+        official = official.to(args.device)
         variants.append(Variant("official", official, _nothing))
     variants.append(Variant("dcae reference", model, _backend("reference")))
     variants.append(Variant("dcae fused (auto)", model, _backend("auto")))
 
     @contextlib.contextmanager
     def fast() -> Iterator[None]:
-        fast_mode(model, torch.bfloat16)
+        fast_mode(model, getattr(torch, args.fast_dtype))
         try:
             with dcae.attention_backend("auto"):
                 yield
         finally:
             fast_mode(model, enabled=False)
 
-    variants.append(Variant("dcae fast (bf16 g_a/g_s)", model, fast))
+    short = {"bfloat16": "bf16", "float16": "fp16"}[args.fast_dtype]
+    variants.append(Variant(f"dcae fast ({short} g_a/g_s)", model, fast))
     return variants
 
 
@@ -150,14 +189,31 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--official-repo", default=None)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--no-forward", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--image", default=None, help="time this image instead of random content")
+    parser.add_argument("--fast-dtype", default="bfloat16", choices=["bfloat16", "float16"])
     args = parser.parse_args(argv)
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.official_repo and args.preset != "paper":
         parser.error("--official-repo needs --preset paper")
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    torch.manual_seed(1)
-    x = torch.rand(1, 3, h, w)
+    if args.image:
+        x = _image(args.image)
+        h, w = x.shape[-2:]
+    else:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        torch.manual_seed(1)
+        x = torch.rand(1, 3, h, w)
+    x = x.to(args.device)
+    cuda = args.device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(args.device)
+
     variants = build_variants(args)
     tasks = ["compress", "decompress"]
     if not args.no_forward:
@@ -167,15 +223,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     decoded: Dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for v in variants:  # warm-up, memory, decodability
-            with PeakRSS() as mem:
+            with PeakCUDA(args.device) if cuda else PeakRSS() as mem:
                 v.compress(x)
                 decoded[v.name] = v.decompress(x)["x_hat"]
             peak[v.name] = mem.extra_mb
         for _ in range(args.repeats):
             for v in variants:
                 for task in tasks:
+                    sync()
                     t0 = time.perf_counter()
                     out = getattr(v, task)(x)
+                    sync()
                     times[v.name][task].append(time.perf_counter() - t0)
                     if task == "decompress" and not torch.equal(out["x_hat"], decoded[v.name]):
                         raise RuntimeError(f"{v.name}: decoding is not repeatable")
@@ -183,14 +241,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"{datetime.datetime.now():%Y-%m-%d %H:%M} {platform.node()} "
         f"{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
-        f"preset {args.preset}, {w}x{h}, median of {args.repeats}"
+        f"preset {args.preset}, {w}x{h}, median of {args.repeats}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name(args.device)})" if cuda else "")
     )
     print()
     ref = "official" if args.official_repo else "dcae reference"
     med = {n: {t: statistics.median(ts) for t, ts in d.items()} for n, d in times.items()}
     total_ref = med[ref]["compress"] + med[ref]["decompress"]
     head = ["variant", *[f"{t} s" for t in tasks], "comp+decomp s", f"speed-up vs {ref}"]
-    head += ["peak extra RSS MB", "PSNR vs x (dB)"]
+    head += ["peak extra CUDA MB" if cuda else "peak extra RSS MB", "PSNR vs x (dB)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for v in variants:
