@@ -121,7 +121,7 @@ def test_grayscale_restored_as_luma(small_model):
 
 def test_tensor_and_pil_inputs_give_the_same_file(small_model):
     img = random_image(19, 23)
-    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float() / 255
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
     data = encode(img, model=small_model)
     assert encode(x, model=small_model) == data
     assert encode(x[None], model=small_model) == data
