@@ -126,7 +126,7 @@ def test_tensor_and_pil_inputs_give_the_same_file(small_model):
     assert encode(x, model=small_model) == data
     assert encode(x[None], model=small_model) == data
     gray = random_image(19, 23, "L")
-    g = torch.from_numpy(np.asarray(gray)).float()[None] / 255
+    g = torch.from_numpy(np.array(gray)).float()[None] / 255
     assert encode(g, model=small_model) == encode(gray, model=small_model)
     assert unpack(encode(g[None], model=small_model)).channels == 1
 
