@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import torch
 
 import dcae
+from dcae.codec import image_to_tensor
 from dcae.fast import fast_mode
 
 __all__ = ["main"]
@@ -133,16 +134,6 @@ class PeakCUDA:
         self.extra_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
 
 
-def _image(path: str) -> torch.Tensor:
-    """``(1, 3, H, W)`` in ``[0, 1]`` from an image file."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        rgb = np.array(im.convert("RGB"))
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-
-
 def build_variants(args: argparse.Namespace) -> List[Variant]:
     torch.manual_seed(0)
     model = dcae.DCAEModel(args.preset).eval()
@@ -201,7 +192,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.official_repo and args.preset != "paper":
         parser.error("--official-repo needs --preset paper")
     if args.image:
-        x = _image(args.image)
+        x, _ = image_to_tensor(args.image)
         h, w = x.shape[-2:]
     else:
         w, h = (int(v) for v in args.size.lower().split("x"))

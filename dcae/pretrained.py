@@ -107,7 +107,6 @@ def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
 
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
-_MAX_BASE_CHAIN = 16
 
 
 def _torch_load(path: Path, map_location: str) -> Any:
@@ -135,14 +134,22 @@ def _wrap_int8(v: Tensor) -> Tensor:
     return ((v.to(torch.int16) + 128).remainder(256) - 128).to(torch.int8)
 
 
-def _resolve_packed(obj: Mapping[str, Any], path: Path, depth: int = 0) -> Dict[str, Any]:
-    """The full packed dict of a shipped file, applying its ``base`` chain."""
+def _whole_packed(path: Path) -> Dict[str, Any]:
+    """The packed dict of a file stored whole (a valid ``base``)."""
+    obj = _torch_load(path, "cpu")
+    if not isinstance(obj, Mapping) or "packed" not in obj:
+        raise ModelMismatchError(f"{path} holds no packed weights")
+    if obj.get("base") is not None:
+        raise ModelMismatchError(f"{path} is itself a difference file; a base is stored whole")
+    return dict(obj["packed"])
+
+
+def _resolve_packed(obj: Mapping[str, Any], path: Path) -> Dict[str, Any]:
+    """The full packed dict of a shipped file, applying its ``base`` if any."""
     packed = obj["packed"]
     base = obj.get("base")
     if base is None:
         return dict(packed)
-    if depth >= _MAX_BASE_CHAIN:
-        raise ModelMismatchError(f"{path}: chain of base files longer than {_MAX_BASE_CHAIN}")
     base_path = path.parent / str(base["file"])
     if not base_path.is_file():
         raise ModelMismatchError(
@@ -153,8 +160,7 @@ def _resolve_packed(obj: Mapping[str, Any], path: Path, depth: int = 0) -> Dict[
         raise ModelMismatchError(
             f"{path}: its base file {base_path} is not the one it was made from"
         )
-    base_obj = _torch_load(base_path, "cpu")
-    base_packed = _resolve_packed(base_obj, base_path, depth + 1)
+    base_packed = _whole_packed(base_path)
     out: Dict[str, Any] = {k: base_packed[k] for k in obj.get("same_as_base", ())}
     for k, v in packed.items():
         if isinstance(v, Mapping) and "int8_delta" in v:
@@ -278,8 +284,8 @@ def write_packed(
     """Write packed weights (see :func:`pack_state_dict`) as an xz-compressed
     ``torch.save`` file that :func:`read_checkpoint` reads.
 
-    With ``base`` (a file written by this function, in the same folder) only
-    the difference is stored: int8 weights as int8 deltas (modulo 256, so
+    With ``base`` (a file written by this function without a base, in the same
+    folder) only the difference is stored: int8 weights as int8 deltas (modulo 256, so
     exact), tensors equal to the base's left out.  The base's name and sha256
     are recorded; reading fails clearly if it is missing or changed.
     ``meta`` (config, quality, lambda, ...) is stored beside the weights.
@@ -292,7 +298,7 @@ def write_packed(
         base = Path(base)
         if base.resolve().parent != path.resolve().parent:
             raise ValueError(f"base {base} must be in the folder of {path}")
-        base_packed = _resolve_packed(_torch_load(base, "cpu"), base)
+        base_packed = _whole_packed(base)
         delta: Dict[str, Any] = {}
         same = []
         for k, v in packed.items():

@@ -141,6 +141,10 @@ def test_difference_file_needs_its_own_base(tmp_path):
             load_checkpoint(tmp_path / "t.pt.xz")
     with pytest.raises(ValueError, match="folder"):
         write_packed(moved / "c.pt.xz", other, tmp_path / "a.pt.xz")
+    # a base is stored whole: no chains of differences
+    write_packed(tmp_path / "a.pt.xz", base)
+    with pytest.raises(ModelMismatchError, match="stored whole"):
+        write_packed(tmp_path / "c.pt.xz", other, tmp_path / "b.pt.xz")
 
 
 # ------------------------------------------------------- the shipped weights
@@ -191,7 +195,7 @@ def test_shipped_models_code_a_photo_with_rate_growing_with_quality(tmp_path):
 def test_convert_reads_shipped_difference_files(tmp_path):
     from dcae.commands.convert import convert_file
 
-    q = max(available_qualities())  # stored as a difference to the lower qualities
+    q = max(available_qualities())  # stored as a difference to the default quality's file
     shipped = load_pretrained(q).state_dict()
     convert_file(WEIGHTS_DIR / f"small-q{q}.pt.xz", tmp_path / "q.pt", to="dcae")
     back = load_checkpoint(tmp_path / "q.pt").state_dict()
