@@ -9,56 +9,43 @@ Einops axis legend: ``b`` batch, ``c`` channels, ``H``/``W`` latent sides.
 from __future__ import annotations
 
 import operator
-import zlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import GaussianConditional
 from compressai.latent_codecs import LatentCodec
 from compressai.layers import CheckerboardMaskedConv2d
 from compressai.models.utils import conv
+from compressai.registry import register_module
 from torch import Tensor, nn
 
 from .dictionary import DictionaryCrossAttention
-from .errors import DCAEError, DecodingError
+from .errors import DCAEError
+from .slice_coders import (
+    QUANTIZERS,
+    Decoder,
+    Encoder,
+    Estimator,
+    SliceCoder,
+    check_bytes,
+    round_around_means,
+)
 
-__all__ = ["DCAEEntropyModel", "SPATIAL_CONTEXTS", "checkerboard_masks"]
+__all__ = [
+    "DCAEEntropyModel",
+    "ParamNetFactory",
+    "QUANTIZERS",
+    "SPATIAL_CONTEXTS",
+    "checkerboard_masks",
+    "round_around_means",
+]
 
 #: values accepted by ``DCAEEntropyModel(spatial_context=...)``
 SPATIAL_CONTEXTS = (None, "checkerboard")
 
-
-def symbol_checksum(symbols: Tensor) -> int:
-    """CRC32 of integer symbols as little-endian int32 (one sample, one slice)."""
-    data = symbols.to(torch.int32).contiguous().cpu().numpy().astype("<i4").tobytes()
-    return zlib.crc32(data) & 0xFFFFFFFF
-
-
-class _RoundAroundMeans(torch.autograd.Function):
-    """``round(y - means) + means`` with a straight-through gradient.
-
-    ``compressai.ops.quantize_ste`` computes ``(round(v) - v).detach() + v``,
-    which differs from ``round(v)`` by an ulp now and then; ``forward`` would
-    then disagree with ``compress``/``decompress`` (which add the integer
-    symbols to the means) by ~1e-7.  This returns exactly the decoder's value
-    while passing the gradient to ``y`` unchanged and none to ``means`` (the
-    derivative of ``round(y - m) + m`` under the straight-through rule).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, y: Tensor, means: Tensor) -> Tensor:
-        return torch.round(y - means) + means
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
-        return grad, None
-
-
-def round_around_means(y: Tensor, means: Tensor) -> Tensor:
-    """``round(y - means) + means`` as the decoder computes it, with the
-    straight-through gradient of the paper (``d/dy = 1``, ``d/dmeans = 0``)."""
-    return _RoundAroundMeans.apply(y, means)
+#: builds one parameter network: ``factory(in_channels, out_channels) -> nn.Module``
+#: mapping ``(b, in_channels, H, W)`` to ``(b, out_channels, H, W)``
+ParamNetFactory = Callable[[int, int], nn.Module]
 
 
 def checkerboard_masks(hw: Tuple[int, int], device: Optional[torch.device] = None) -> List[Tensor]:
@@ -70,13 +57,16 @@ def checkerboard_masks(hw: Tuple[int, int], device: Optional[torch.device] = Non
     return [anchor, ~anchor]
 
 
-def _param_net(in_ch: int, hidden: Sequence[int], out_ch: int) -> nn.Sequential:
-    """3x3 conv net ``in -> hidden[0] -> ... -> out`` with GELU between layers."""
+def default_param_net(
+    in_channels: int, out_channels: int, hidden: Sequence[int] = (224, 128)
+) -> nn.Sequential:
+    """The paper's parameter network: 3x3 convs ``in -> hidden... -> out``
+    with GELU between layers."""
     layers: List[nn.Module] = []
-    widths = [in_ch, *hidden]
+    widths = [in_channels, *hidden]
     for a, b in zip(widths[:-1], widths[1:]):
         layers += [conv(a, b, kernel_size=3, stride=1), nn.GELU()]
-    layers.append(conv(widths[-1], out_ch, kernel_size=3, stride=1))
+    layers.append(conv(widths[-1], out_channels, kernel_size=3, stride=1))
     return nn.Sequential(*layers)
 
 
@@ -97,9 +87,17 @@ class DCAEEntropyModel(LatentCodec):
 
     One learned dictionary ``D`` (``dict_entries x dict_dim``) is shared by all
     slices and all samples.  ``forward``, ``compress`` and ``decompress`` share
-    one slice loop (:meth:`_run`) and one parameter function
-    (:meth:`gaussian_params`); they differ only in how a slice is quantised or
-    entropy coded.  Each sample gets one rANS string holding all of its slices.
+    one slice loop (:meth:`run_slices`) and one parameter function
+    (:meth:`gaussian_params`); they differ only in the slice coder that loop
+    drives (:mod:`dcae.slice_coders`: estimate, encode, decode).
+
+    Each sample gets one string holding all of its slices, and every string
+    checks itself: a few check bytes (5 for five slices) carry a running CRC
+    of the slices' symbols, so decoding with another model, another shape or
+    slice layout, the wrong string, a truncated string or drifted arithmetic
+    raises :class:`~dcae.DecodingError` naming the first slice that does not
+    verify, through any composition (``HyperpriorLatentCodec``,
+    ``ChannelGroupsLatentCodec``) and with no extra argument.
 
     With ``spatial_context="checkerboard"`` (the "ELIC + ours" variant of the
     paper's appendix B) every slice is coded in two passes, anchors
@@ -138,6 +136,25 @@ class DCAEEntropyModel(LatentCodec):
             ``"checkerboard"``.
         gaussian_conditional: the entropy model for ``y`` (default: CompressAI's
             ``GaussianConditional(None)``).
+        quantizer: how ``y_hat`` is formed in training: ``"ste"`` (the paper:
+            ``round(y - means) + means`` with a straight-through gradient) or
+            ``"noise"`` (``y + U(-1/2, 1/2)``).  Likelihoods always use noise
+            in training; in eval mode ``y_hat`` is always the decoder's.
+        mean_net: builds the mean network of each slice,
+            ``mean_net(in_channels, out_channels)`` (default: the paper's
+            3x3 conv net with ``hidden_channels``).
+        scale_net: builds the scale network of each slice (same signature).
+        lrp_net: builds the latent residual prediction network of each slice
+            (same signature; its input also holds ``y_hat_i``).
+
+    It composes as the ``"y"`` codec of CompressAI's ``HyperpriorLatentCodec``
+    and as a group of ``ChannelGroupsLatentCodec`` (with ``side_channels``
+    counting the channel-context parameters that codec prepends).  It computes
+    its own Gaussian parameters, so it cannot be the ``"y"`` codec of
+    ``CheckerboardLatentCodec`` (whose ``entropy_parameters`` output the
+    parameters): use ``spatial_context="checkerboard"`` for DCAE with a
+    checkerboard context.  It is registered as ``"DCAEEntropyModel"`` in
+    ``compressai.registry.MODULES``.
 
     Raises:
         ValueError: an inconsistent configuration (at construction).
@@ -161,6 +178,10 @@ class DCAEEntropyModel(LatentCodec):
         lrp: bool = True,
         spatial_context: Optional[str] = None,
         gaussian_conditional: Optional[GaussianConditional] = None,
+        quantizer: str = "ste",
+        mean_net: Optional[ParamNetFactory] = None,
+        scale_net: Optional[ParamNetFactory] = None,
+        lrp_net: Optional[ParamNetFactory] = None,
     ):
         super().__init__()
         m = _positive_int("latent_channels", latent_channels)
@@ -205,6 +226,17 @@ class DCAEEntropyModel(LatentCodec):
             gaussian_conditional, GaussianConditional
         ):
             raise ValueError("gaussian_conditional must be a compressai GaussianConditional")
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
+        for name, factory in (
+            ("mean_net", mean_net),
+            ("scale_net", scale_net),
+            ("lrp_net", lrp_net),
+        ):
+            if factory is not None and not callable(factory):
+                raise ValueError(
+                    f"{name} must be a callable (in_channels, out_channels) -> nn.Module"
+                )
         self.latent_channels = m
         self.slice_sizes = tuple(slice_sizes)
         self.num_slices = len(slice_sizes)
@@ -214,6 +246,7 @@ class DCAEEntropyModel(LatentCodec):
         self.max_support_slices = max_support_slices
         self.lrp = bool(lrp)
         self.spatial_context = spatial_context
+        self.quantizer = quantizer
         out_ch = (
             m
             if dict_out_channels is None
@@ -225,6 +258,18 @@ class DCAEEntropyModel(LatentCodec):
         self.mean_transforms = nn.ModuleList()
         self.scale_transforms = nn.ModuleList()
         self.lrp_transforms = nn.ModuleList()
+
+        def paper_net(in_channels: int, out_channels: int) -> nn.Module:
+            return default_param_net(in_channels, out_channels, hidden_channels)
+
+        def build(factory: Optional[ParamNetFactory], name: str, cin: int, cout: int) -> nn.Module:
+            net = (factory or paper_net)(cin, cout)
+            if not isinstance(net, nn.Module):
+                raise ValueError(
+                    f"{name}({cin}, {cout}) returned {type(net).__name__}, not a Module"
+                )
+            return net
+
         for i, size in enumerate(self.slice_sizes):
             ctx = self.context_channels(i)
             params_in = ctx + out_ch + self.spatial_context_channels(i)
@@ -233,10 +278,10 @@ class DCAEEntropyModel(LatentCodec):
                     ctx, out_ch, dict_dim, dict_heads, msfa_depth=msfa_depth, mlp_ratio=mlp_ratio
                 )
             )
-            self.mean_transforms.append(_param_net(params_in, hidden_channels, size))
-            self.scale_transforms.append(_param_net(params_in, hidden_channels, size))
+            self.mean_transforms.append(build(mean_net, "mean_net", params_in, size))
+            self.scale_transforms.append(build(scale_net, "scale_net", params_in, size))
             if self.lrp:
-                self.lrp_transforms.append(_param_net(ctx + out_ch + size, hidden_channels, size))
+                self.lrp_transforms.append(build(lrp_net, "lrp_net", ctx + out_ch + size, size))
         if self.spatial_context == "checkerboard":
             #: masked 5x5 convolutions on the decoded anchors of each slice
             self.context_prediction = nn.ModuleList(
@@ -270,7 +315,14 @@ class DCAEEntropyModel(LatentCodec):
         """Channels of the spatial context of slice ``i`` (0 without one)."""
         return 0 if self.spatial_context is None else 2 * self.slice_sizes[i]
 
-    def coding_passes(self, hw: Tuple[int, int], device: torch.device) -> List[Optional[Tensor]]:
+    @property
+    def passes_per_slice(self) -> int:
+        """Coding passes per slice: 1, or 2 with a checkerboard context."""
+        return 1 if self.spatial_context is None else 2
+
+    def coding_passes(
+        self, hw: Tuple[int, int], device: Optional[torch.device] = None
+    ) -> List[Optional[Tensor]]:
         """Position masks of the passes that code one slice (``[None]``: one
         pass over all positions)."""
         if self.spatial_context is None:
@@ -315,20 +367,17 @@ class DCAEEntropyModel(LatentCodec):
         lrp = self.lrp_transforms[i](torch.cat([support, y_hat_slice], dim=1))
         return y_hat_slice + 0.5 * torch.tanh(lrp)
 
-    def _run(
+    def run_slices(
         self,
         side_params: Tensor,
         hw: Tuple[int, int],
-        code_slice: Callable[..., Tensor],
+        coder: SliceCoder,
         final_residual: bool = True,
     ) -> Tensor:
-        """The one slice loop.
+        """The one slice loop of Eq. (4): for each slice, its support, its
+        Gaussian parameters per pass, the ``coder`` (estimate, encode or
+        decode, :mod:`dcae.slice_coders`) and latent residual prediction.
 
-        ``code_slice(i, means, scales)`` returns the quantised slice
-        ``round(y_i - means) + means`` (or its decoded value).  With a spatial
-        context it is called once per pass as ``code_slice(i, means, scales,
-        mask=mask, last=last)`` and returns the values at the positions of
-        ``mask`` and zeros elsewhere; ``last`` marks the final pass.
         ``final_residual=False`` skips the latent residual prediction of the
         last slice, which no later slice needs (the result then lacks it).
         """
@@ -341,17 +390,14 @@ class DCAEEntropyModel(LatentCodec):
         for i in range(self.num_slices):
             support = self.slice_support(i, side_params, y_hat_slices)
             y_hat_slice: Optional[Tensor] = None
-            for p, mask in enumerate(passes):
+            for mask in passes:
                 spatial_ctx = None
                 if y_hat_slice is not None:
                     spatial_ctx = self.context_prediction[i](y_hat_slice)
                 means, scales = self.gaussian_params(i, support, spatial_ctx)
-                if mask is None:  # one pass over the whole slice
-                    coded = code_slice(i, means, scales)
-                else:
-                    coded = code_slice(i, means, scales, mask=mask, last=p == len(passes) - 1)
-                coded = coded.contiguous()
+                coded = coder.code(i, means, scales, mask).contiguous()
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
+            coder.end_slice(i)
             assert y_hat_slice is not None
             if final_residual or i < self.num_slices - 1:
                 y_hat_slice = self.residual(i, support, y_hat_slice)
@@ -377,48 +423,38 @@ class DCAEEntropyModel(LatentCodec):
     def forward(self, y: Tensor, side_params: Tensor) -> Dict[str, Any]:
         """Training/eval pass: ``{"likelihoods": {"y"}, "y_hat"}``."""
         self._check_y(y)
-        y_slices = y.split(self.slice_sizes, dim=1)
-        likelihoods: List[Tensor] = []
-        partial: Dict[int, Tensor] = {}
+        coder = Estimator(self, y)
+        y_hat = self.run_slices(side_params, (y.shape[2], y.shape[3]), coder)
+        return {"likelihoods": {"y": torch.cat(coder.likelihoods, dim=1)}, "y_hat": y_hat}
 
-        def code_slice(
-            i: int,
-            means: Tensor,
-            scales: Tensor,
-            mask: Optional[Tensor] = None,
-            last: bool = True,
-        ) -> Tensor:
-            _, lik = self.gaussian_conditional(y_slices[i], scales, means)
-            y_q = round_around_means(y_slices[i], means)
-            if mask is None:
-                likelihoods.append(lik)
-                return y_q
-            lik = torch.where(mask, lik, partial.pop(i, torch.ones_like(lik)))
-            if last:
-                likelihoods.append(lik)
-            else:
-                partial[i] = lik
-            return torch.where(mask, y_q, torch.zeros_like(y_q))
+    def update(self, scale_table: Optional[Sequence[float]] = None, force: bool = False) -> bool:
+        """Build the CDF tables of the Gaussian conditional (CompressAI's
+        default 64-level scale table unless given); returns whether they
+        changed.  A ``CompressionModel`` holding this codec does the same in
+        its own ``update()``."""
+        if scale_table is None:
+            from compressai.models.base import get_scale_table
 
-        y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice)
-        return {"likelihoods": {"y": torch.cat(likelihoods, dim=1)}, "y_hat": y_hat}
+            scale_table = get_scale_table()
+        return self.gaussian_conditional.update_scale_table(scale_table, force=force)
 
-    def _tables(self) -> Tuple[List[List[int]], List[int], List[int]]:
+    def coding_tables(self) -> Tuple[List[List[int]], List[int], List[int]]:
+        """The CDFs, lengths and offsets the rANS coder takes (Python lists).
+
+        Raises:
+            DCAEError: the tables were never built.
+        """
         gc = self.gaussian_conditional
-        if gc.quantized_cdf.numel() == 0:
-            raise DCAEError("entropy model has no CDF tables: call model.update() first")
-        # the Python lists the rANS coder needs, rebuilt only when the buffers change
-        buffers = (gc.quantized_cdf, gc.cdf_length, gc.offset)
-        key = tuple((b.data_ptr(), b._version, tuple(b.shape)) for b in buffers)
-        cached = getattr(self, "_tables_cache", None)
-        if cached is None or cached[0] != key:
-            tables = (
-                gc.quantized_cdf.tolist(),
-                gc.cdf_length.reshape(-1).int().tolist(),
-                gc.offset.reshape(-1).int().tolist(),
+        if gc.quantized_cdf.numel() == 0 or gc.scale_table.numel() == 0:
+            raise DCAEError(
+                "DCAEEntropyModel has no CDF tables: call update() on it, or update() on "
+                "the CompressionModel that holds it, before compress/decompress"
             )
-            self._tables_cache = (key, tables)
-        return self._tables_cache[1]
+        return (
+            gc.quantized_cdf.tolist(),
+            gc.cdf_length.reshape(-1).int().tolist(),
+            gc.offset.reshape(-1).int().tolist(),
+        )
 
     def build_indexes(self, scales: Tensor) -> Tensor:
         """CDF table index of each scale: the table level nearest in the log
@@ -439,50 +475,24 @@ class DCAEEntropyModel(LatentCodec):
         midpoints = torch.sqrt(table[:-1] * table[1:])
         return torch.bucketize(scales.contiguous(), midpoints).int()
 
+    @property
+    def string_overhead(self) -> int:
+        """Check bytes in every string (see :mod:`dcae.slice_coders`)."""
+        return check_bytes(self.num_slices)
+
     def compress(
         self, y: Tensor, side_params: Tensor, return_y_hat: bool = True
     ) -> Dict[str, Any]:
-        """Entropy code ``y``: ``{"strings": [y_strings], "shape", "y_hat",
-        "checksums"}``, one string per sample; ``checksums[b][i]`` is the CRC32
-        of the integer symbols of slice ``i`` of sample ``b``.
+        """Entropy code ``y``: ``{"strings": [y_strings], "shape": (C, H, W),
+        "y_hat"}``, one self-checking string per sample.
 
         ``return_y_hat=False`` leaves ``y_hat`` out and skips the work only it
         needs (the last slice's residual prediction), as an encoder may."""
         self._check_y(y)
-        cdfs, lengths, offsets = self._tables()
-        y_slices = y.split(self.slice_sizes, dim=1)
-        encoders = [BufferedRansEncoder() for _ in range(y.shape[0])]
-        checksums: List[List[int]] = [[] for _ in range(y.shape[0])]
-        partial: Dict[int, Tensor] = {}
         self.recorded_params.clear()
-
-        def code_slice(
-            i: int,
-            means: Tensor,
-            scales: Tensor,
-            mask: Optional[Tensor] = None,
-            last: bool = True,
-        ) -> Tensor:
-            indexes = self._coding_indexes(means, scales)
-            symbols = torch.round(y_slices[i] - means)
-            sym, idx = symbols, indexes
-            if mask is not None:
-                sym, idx = symbols[:, :, mask], indexes[:, :, mask]
-                symbols = torch.where(mask, symbols, partial.pop(i, torch.zeros_like(symbols)))
-            sym, idx = sym.int().flatten(1).cpu(), idx.flatten(1).cpu()
-            for b, enc in enumerate(encoders):
-                enc.encode_with_indexes(sym[b].tolist(), idx[b].tolist(), cdfs, lengths, offsets)
-            if last:
-                for b in range(len(encoders)):
-                    checksums[b].append(symbol_checksum(symbols[b]))
-            else:
-                partial[i] = symbols
-            y_q = symbols + means
-            return y_q if mask is None else torch.where(mask, y_q, torch.zeros_like(y_q))
-
-        y_hat = self._run(side_params, (y.shape[2], y.shape[3]), code_slice, return_y_hat)
-        strings = [enc.flush() for enc in encoders]
-        out = {"strings": [strings], "shape": (y.shape[2], y.shape[3]), "checksums": checksums}
+        coder = Encoder(self, y)
+        y_hat = self.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat)
+        out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
             out["y_hat"] = y_hat
         return out
@@ -490,72 +500,81 @@ class DCAEEntropyModel(LatentCodec):
     def decompress(
         self,
         strings: List[List[bytes]],
-        shape: Tuple[int, int],
+        shape: Sequence[int],
         side_params: Tensor,
-        checksums: Optional[Sequence[Sequence[int]]] = None,
-        **kwargs: Any,
     ) -> Dict[str, Any]:
-        """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` and the latent
-        ``shape = (H, W)``.
+        """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` (one string per
+        sample, as :meth:`compress` returns them) and the latent ``shape``
+        (``(C, H, W)`` or ``(H, W)``).
 
-        With ``checksums`` (as returned by :meth:`compress`) every decoded slice
-        is verified and a :class:`~dcae.DecodingError` naming the slice is
-        raised if the decoder's entropy parameters drifted from the encoder's.
+        Raises:
+            DecodingError: a string does not verify (wrong model, shape, slice
+                layout or string; truncation; drifted arithmetic), naming the
+                first slice that does not.
+            TypeError: ``strings`` is not a list holding one list of bytes.
+            ValueError: ``shape`` or ``side_params`` do not fit this model.
         """
+        y_strings = self._check_strings(strings, side_params)
+        c, hh, ww = self._check_shape(shape)
+        self.recorded_params.clear()
+        coder = Decoder(self, y_strings, (c, hh, ww))
+        return {"y_hat": self.run_slices(side_params, (hh, ww), coder)}
+
+    def _check_strings(self, strings: Any, side_params: Tensor) -> List[bytes]:
+        if isinstance(strings, (bytes, bytearray)) or not isinstance(strings, (list, tuple)):
+            raise TypeError(
+                "strings must be [y_strings], a list holding one list of bytes per sample "
+                f"(as compress returns it), got {type(strings).__name__}"
+            )
+        if len(strings) != 1 or isinstance(strings[0], (bytes, bytearray)):
+            hint = (
+                "a flat list of bytes: wrap it as [y_strings]"
+                if strings and all(isinstance(s, (bytes, bytearray)) for s in strings)
+                else f"{len(strings)} lists"
+            )
+            raise TypeError(
+                "strings must be [y_strings], a list holding one list of bytes per sample "
+                f"(as compress returns it), got {hint}"
+            )
         (y_strings,) = strings
+        if not isinstance(y_strings, (list, tuple)):
+            raise TypeError(f"strings[0] must be a list of bytes, got {type(y_strings).__name__}")
+        if not isinstance(side_params, Tensor) or side_params.dim() != 4:
+            raise ValueError("side_params must be a (b, C, H, W) tensor")
         if len(y_strings) != side_params.shape[0]:
             raise ValueError(
                 f"{len(y_strings)} strings for a batch of {side_params.shape[0]} side_params"
             )
-        hh, ww = int(shape[0]), int(shape[1])
-        cdfs, lengths, offsets = self._tables()
-        decoders = []
-        for s in y_strings:
-            dec = RansDecoder()
-            dec.set_stream(s)
-            decoders.append(dec)
-        partial: Dict[int, Tensor] = {}
-        self.recorded_params.clear()
+        return list(y_strings)
 
-        def code_slice(
-            i: int,
-            means: Tensor,
-            scales: Tensor,
-            mask: Optional[Tensor] = None,
-            last: bool = True,
-        ) -> Tensor:
-            indexes = self._coding_indexes(means, scales)
-            idx = (indexes if mask is None else indexes[:, :, mask]).flatten(1).cpu()
-            rows = torch.stack(
-                [
-                    torch.tensor(
-                        dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets),
-                        dtype=torch.int64,
-                    )
-                    for b, dec in enumerate(decoders)
-                ]
-            ).to(means.device, means.dtype)
-            if mask is None:
-                symbols = rows.view_as(means)
-            else:
-                symbols = partial.pop(i, torch.zeros_like(means))
-                symbols[:, :, mask] = rows.view(means.shape[0], means.shape[1], -1)
-            if not last:
-                partial[i] = symbols
-            elif checksums is not None:
-                for b in range(len(decoders)):
-                    if symbol_checksum(symbols[b]) != int(checksums[b][i]):
-                        raise DecodingError(
-                            f"slice {i} of sample {b}: decoded symbols do not match the "
-                            "encoder's checksum (the decoder's entropy parameters differ "
-                            "from the encoder's: other weights, backend, precision or "
-                            "machine numerics, or a corrupted stream)"
-                        )
-            y_q = symbols + means
-            return y_q if mask is None else torch.where(mask, y_q, torch.zeros_like(y_q))
+    def _check_shape(self, shape: Any) -> Tuple[int, int, int]:
+        try:
+            dims = tuple(operator.index(v) for v in shape)
+        except TypeError:
+            raise ValueError(f"shape must be (C, H, W) or (H, W) ints, got {shape!r}") from None
+        if len(dims) == 2:
+            dims = (self.latent_channels, *dims)
+        if len(dims) != 3 or min(dims) < 1:
+            raise ValueError(f"shape must be (C, H, W) or (H, W) positive ints, got {shape!r}")
+        if dims[0] != self.latent_channels:
+            raise ValueError(
+                f"shape {dims} has {dims[0]} channels; this entropy model codes "
+                f"{self.latent_channels}"
+            )
+        return dims  # type: ignore[return-value]
 
-        y_hat = self._run(side_params, (hh, ww), code_slice)
-        return {"y_hat": y_hat}
+    def _chunk(self, params: Tensor) -> Tuple[Tensor, Tensor]:
+        """Refuse to act as a ``GaussianConditionalLatentCodec``: CompressAI's
+        ``CheckerboardLatentCodec`` calls this on its ``"y"`` codec."""
+        raise TypeError(
+            "DCAEEntropyModel computes its own Gaussian parameters (Eq. (4)) and cannot be "
+            "the 'y' codec of CheckerboardLatentCodec, whose entropy_parameters produce "
+            "them; use DCAEEntropyModel(..., spatial_context='checkerboard') for DCAE with "
+            "a checkerboard context"
+        )
+
+
+register_module("DCAEEntropyModel")(DCAEEntropyModel)
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -21,10 +21,14 @@ from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 from .config import DCAEConfig, get_config
-from .entropy_model import DCAEEntropyModel, round_around_means
+from .entropy_model import DCAEEntropyModel
 from .layers import DownsampleStack, SwinStage, UpsampleStack
+from .slice_coders import guard, round_around_means
 
 __all__ = ["DCAEModel", "HyperSynthesis"]
+
+#: values this far outside [0, 1] are still accepted by ``compress`` (rounding)
+_RANGE_SLACK = 1e-3
 
 
 class HyperSynthesis(nn.Module):
@@ -170,13 +174,27 @@ class DCAEModel(SimpleVAECompressionModel):
         """Spatial stride of ``g_a`` (16) times that of the hyperprior (4)."""
         return 64
 
-    def _check_image(self, x: Tensor) -> None:
+    def _check_image(self, x: Tensor, coding: bool = False) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected an image tensor, got {type(x).__name__}")
         if x.dim() != 4 or x.shape[1] != self.config.image_channels:
             raise ValueError(
                 f"expected images (b, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
             )
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"empty image {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"expected float images with values in [0, 1], got {x.dtype} (divide 8-bit "
+                "images by 255 first)"
+            )
+        if coding:
+            lo, hi = float(x.min()), float(x.max())
+            if not (lo >= -_RANGE_SLACK and hi <= 1 + _RANGE_SLACK):  # also catches NaN
+                raise ValueError(
+                    f"expected images with values in [0, 1], got values in [{lo:g}, {hi:g}]"
+                    + (" (divide 8-bit images by 255 first)" if hi > 2 else "")
+                )
 
     def forward(self, x: Tensor) -> Dict[str, Any]:
         """``{"x_hat", "likelihoods": {"y", "z"}}``; ``x_hat`` has the size of ``x``
@@ -188,48 +206,60 @@ class DCAEModel(SimpleVAECompressionModel):
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
     def compress(self, x: Tensor) -> Dict[str, Any]:
-        """``{"strings": [y_strings, z_strings], "shape", "checksums"}``, one
-        string per sample in each list; ``shape`` holds the ``y`` and ``hyper``
-        latent shapes and the image size; ``checksums[b][i]`` is the CRC32 of
-        the symbols of slice ``i`` of sample ``b``."""
-        self._check_image(x)
+        """``{"strings": [y_strings, z_strings], "shape"}``, one string per
+        sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
+        the ``hyper`` latent shape ``(h, w)`` and the image size.  The ``y``
+        strings check themselves (:class:`~dcae.DCAEEntropyModel`).
+
+        Raises:
+            TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
+                with values in ``[0, 1]``.
+        """
+        self._check_image(x, coding=True)
         y = self._transform(self.g_a, x)
-        hyper_out = self.latent_codec.hyper.compress(y)
-        y_out = self.entropy_model.compress(y, hyper_out["params"], return_y_hat=False)
-        [z_strings] = hyper_out["strings"]
+        out = self.latent_codec.compress(y)
         shape = {
-            "y": y_out["shape"],
-            "hyper": hyper_out["shape"],
+            "y": tuple(int(v) for v in out["shape"]["y"]),
+            "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
             "image": (int(x.shape[2]), int(x.shape[3])),
         }
-        return {
-            "strings": [*y_out["strings"], z_strings],
-            "shape": shape,
-            "checksums": y_out["checksums"],
-        }
+        return {"strings": out["strings"], "shape": shape}
 
     def decompress(
-        self,
-        strings: List[List[bytes]],
-        shape: Mapping[str, Any],
-        checksums: Optional[List[List[int]]] = None,
-        **kwargs: Any,
+        self, strings: List[List[bytes]], shape: Mapping[str, Any]
     ) -> Dict[str, Tensor]:
         """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present.
 
-        ``checksums`` (from :meth:`compress`) makes decoding verify every slice.
+        Raises:
+            DecodingError: a ``y`` string does not verify (other weights, a
+                corrupted or truncated string, strings swapped, drifted numerics).
+            ValueError, TypeError: ``strings`` or ``shape`` are malformed.
         """
-        *y_strings, z_strings = strings
-        if any(len(s) != len(z_strings) for s in y_strings):
+        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
+            raise TypeError(
+                "strings must be [y_strings, z_strings] as compress returns it, got "
+                f"{type(strings).__name__}"
+                + (f" of {len(strings)}" if isinstance(strings, (list, tuple)) else "")
+            )
+        y_strings, z_strings = strings
+        if not isinstance(z_strings, (list, tuple)) or not isinstance(y_strings, (list, tuple)):
+            raise TypeError("strings must be [y_strings, z_strings], each a list of bytes")
+        if len(y_strings) != len(z_strings):
             raise ValueError("y and z strings have different batch sizes")
-        hyper_out = self.latent_codec.hyper.decompress([z_strings], shape["hyper"])
-        y_hat = self.entropy_model.decompress(
-            y_strings, shape["y"], hyper_out["params"], checksums=checksums
-        )["y_hat"]
-        x_hat = self._transform(self.g_s, y_hat).clamp_(0, 1)
-        image = shape.get("image") if isinstance(shape, Mapping) else None
+        if not isinstance(shape, Mapping) or "y" not in shape or "hyper" not in shape:
+            raise TypeError('shape must be the dict compress returns ({"y", "hyper", ...})')
+        hyper = tuple(int(v) for v in shape["hyper"])
+        if len(hyper) != 2 or min(hyper) < 1:
+            raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
+        if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
+            raise TypeError("z strings must be bytes")
+        z_symbols = self.config.z_channels * hyper[0] * hyper[1]
+        z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
+        out = self.latent_codec.decompress([y_strings, z_guarded], shape)
+        x_hat = self._transform(self.g_s, out["y_hat"]).clamp_(0, 1)
+        image = shape.get("image")
         if image is not None:
-            x_hat = x_hat[:, :, : image[0], : image[1]]
+            x_hat = x_hat[:, :, : int(image[0]), : int(image[1])]
         return {"x_hat": x_hat}
 
     @classmethod

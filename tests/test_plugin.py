@@ -120,13 +120,12 @@ def test_any_configuration_round_trips_exactly(
     side_params = torch.randn(batch, side, h + 2, w + 1, generator=g)
     with torch.no_grad():
         enc = em.compress(y, side_params)
-        dec = em.decompress(enc["strings"], enc["shape"], side_params, checksums=enc["checksums"])
+        dec = em.decompress(enc["strings"], enc["shape"], side_params)
         fwd = em(y, side_params)
     assert torch.equal(dec["y_hat"], enc["y_hat"])
     assert torch.equal(fwd["y_hat"], enc["y_hat"])
     assert fwd["likelihoods"]["y"].shape == y.shape
     assert len(enc["strings"][0]) == batch
-    assert all(len(c) == len(sizes) for c in enc["checksums"])
 
 
 def test_checkerboard_anchor_and_context_causality() -> None:
