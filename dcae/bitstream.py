@@ -1,15 +1,15 @@
-"""The ``.dcae`` file format: one compressed image per file.
+"""The ``.dcae`` file format: one image compressed by any CompressAI model.
 
 The byte layout is documented in ``docs/guides/format.rst``; in short (all
 integers big-endian)::
 
-    magic(9) version(1) flags(1) name_len(1) name(name_len) digest(32)
-    quality(1) width(2) height(2) channels(1) bit_depth(1) policy(1)
-    pad_left(2) pad_right(2) pad_top(2) pad_bottom(2)
-    y_h(2) y_w(2) hyper_h(2) hyper_w(2)
-    num_slices(1) slice_crc32(4 x num_slices)
+    magic(9) version(1)=3 flags(1)
+    model_kind(1) name_len(1) name(name_len) digest(32)
+    quality(1) width(2) height(2) channels(1) bit_depth(1)
+    policy(1) multiple(2) pad_left(2) pad_right(2) pad_top(2) pad_bottom(2)
+    shape_len(2) shape(shape_len)          # the model's ``shape``, see encode_shape
     num_strings(1) [length(4) bytes(length)] x num_strings
-    crc32(4)                 # of every byte before it
+    crc32(4)                               # of every byte before it
 
 :func:`unpack` checks every field before anything is allocated from it and
 raises :class:`~dcae.FormatError` with a message naming the field; the model
@@ -25,7 +25,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -38,13 +38,20 @@ __all__ = [
     "HYPER_STRIDE",
     "LATENT_STRIDE",
     "MAGIC",
+    "MAX_MULTIPLE",
     "MAX_SIDE",
+    "MODEL_KINDS",
     "OFFICIAL_MULTIPLE",
     "PADDING_POLICIES",
     "Bitstream",
+    "decode_shape",
+    "encode_shape",
+    "latent_shapes",
     "model_fingerprint",
     "pack",
     "policy_padding",
+    "shape_budget",
+    "shape_elements",
     "unpack",
 ]
 
@@ -52,10 +59,11 @@ MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
 text-mode transfers and truncation to 7 bits are detected)."""
 
-#: 2 since 2026-11-25: scales are mapped to the nearest CDF table level in the
-#: log domain (:meth:`dcae.DCAEEntropyModel.build_indexes`); version 1 files
-#: used CompressAI's round-up rule and cannot be decoded by this dcae
-FORMAT_VERSION = 2
+#: 3 since 2026-12: any CompressAI model; the model's ``shape`` is stored as
+#: it is; the per-slice checksums moved from the header into the ``y``
+#: string of :class:`dcae.DCAEEntropyModel`.  Version 2 (dcae 0.1.x) and 1
+#: files are refused with a message to re-encode
+FORMAT_VERSION = 3
 MAX_SIDE = 65535
 """Largest width or height a file can record (16-bit fields)."""
 DEFAULT_MAX_PIXELS = 1 << 25
@@ -63,43 +71,280 @@ DEFAULT_MAX_PIXELS = 1 << 25
 (e.g. 8192 x 4096), which the ``small`` preset decodes in about 8 GB (peak RSS
 3.8 GB at 4096 x 4096)."""
 LATENT_STRIDE = 16
-"""Spatial stride of ``g_a``: the latent ``y`` is ``ceil(H/16) x ceil(W/16)``."""
+"""Spatial stride of DCAE's ``g_a``: ``y`` is ``ceil(H/16) x ceil(W/16)``."""
 HYPER_STRIDE = 4
-"""Stride of the hyper analysis: ``z`` is ``ceil(y_h/4) x ceil(y_w/4)``."""
+"""Stride of DCAE's hyper analysis: ``z`` is ``ceil(y_h/4) x ceil(y_w/4)``."""
 OFFICIAL_MULTIPLE = 128
 """The official scripts pad images to a multiple of this (centred, zeros)."""
-PADDING_POLICIES = ("minimal", "official")
+MAX_MULTIPLE = 4096
+"""Largest multiple the ``"multiple"`` padding policy can record."""
+PADDING_POLICIES = ("minimal", "official", "multiple")
 """Padding policies by their code in the file (index = code)."""
+MODEL_KINDS = ("dcae", "compressai", "class")
+"""How the model name is to be read, by its code in the file (index = code):
+a DCAE preset name, a CompressAI registry name, or ``module:Class``."""
 DIGEST_SIZE = 32
-MAX_NAME = 64
-NUM_STRINGS = 2  # y, z
+MAX_NAME = 255
+MAX_STRINGS = 255
 
-_FIXED = struct.Struct(">B HHBBB HHHH HHHH")  # quality .. hyper_w (after the digest)
+# the model's ``shape`` structure (see encode_shape)
+MAX_SHAPE_BYTES = 1024
+MAX_SHAPE_DEPTH = 8
+MAX_SHAPE_NODES = 256
+MAX_SHAPE_ITEMS = 64
+MAX_SHAPE_KEY = 32
+MAX_SHAPE_INT = 0xFFFFFFFF
+SHAPE_ELEMENTS_PER_PIXEL = 16
+""":func:`shape_budget`: latent elements allowed per coded pixel."""
+SHAPE_MIN_ELEMENTS = 1 << 16
+""":func:`shape_budget` for tiny images."""
+
+_FIXED = struct.Struct(">B HHBB BH HHHH")  # quality .. pad_bottom (after the digest)
+_NONE, _INT, _TUPLE, _LIST, _DICT, _SIZE = range(6)
 
 
-def policy_padding(policy: str, height: int, width: int) -> Tuple[int, int, int, int]:
+def _centred(height: int, width: int, multiple: int) -> Tuple[int, int, int, int]:
+    new_h = (height + multiple - 1) // multiple * multiple
+    new_w = (width + multiple - 1) // multiple * multiple
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return (left, new_w - width - left, top, new_h - height - top)
+
+
+def policy_padding(
+    policy: str, height: int, width: int, multiple: Optional[int] = None
+) -> Tuple[int, int, int, int]:
     """``(left, right, top, bottom)`` padding a policy applies to an image.
 
     ``"minimal"`` pads nothing (the model pads internally and crops);
     ``"official"`` pads to a multiple of 128 with the image centred, as the
-    official ``eval.py`` does (the extra column/row goes right/bottom).
+    official ``eval.py`` does (the extra column/row goes right/bottom);
+    ``"multiple"`` pads the same way to a multiple of ``multiple`` (a model's
+    ``downsampling_factor``, as CompressAI's ``eval_model`` pads).
     """
     if policy == "minimal":
         return (0, 0, 0, 0)
     if policy == "official":
-        p = OFFICIAL_MULTIPLE
-        new_h = (height + p - 1) // p * p
-        new_w = (width + p - 1) // p * p
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-        return (left, new_w - width - left, top, new_h - height - top)
+        return _centred(height, width, OFFICIAL_MULTIPLE)
+    if policy == "multiple":
+        if isinstance(multiple, bool) or not isinstance(multiple, int):
+            raise ValueError(f"the 'multiple' policy needs an int multiple, got {multiple!r}")
+        if not 1 <= multiple <= MAX_MULTIPLE:
+            raise ValueError(f"padding multiple {multiple} is not in 1..{MAX_MULTIPLE}")
+        return _centred(height, width, multiple)
     raise ValueError(f"unknown padding policy {policy!r}; choose one of {PADDING_POLICIES}")
 
 
+def policy_multiple(policy: str, multiple: Optional[int] = None) -> int:
+    """The multiple a policy pads to (1 for ``"minimal"``, 128 for ``"official"``)."""
+    if policy == "minimal":
+        return 1
+    if policy == "official":
+        return OFFICIAL_MULTIPLE
+    policy_padding(policy, 1, 1, multiple)  # checks policy and multiple
+    return int(multiple)  # type: ignore[arg-type]
+
+
 def latent_shapes(height: int, width: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
-    """Shapes of ``y`` and ``z`` for a coded (padded) image of ``height x width``."""
+    """Shapes of DCAE's ``y`` and ``z`` for a coded (padded) image of ``height x width``."""
     y = (math.ceil(height / LATENT_STRIDE), math.ceil(width / LATENT_STRIDE))
     z = (math.ceil(y[0] / HYPER_STRIDE), math.ceil(y[1] / HYPER_STRIDE))
     return y, z
+
+
+# ----------------------------------------------------------------------------- shape
+def _put_uint(out: bytearray, v: int) -> None:
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+def encode_shape(shape: Any) -> bytes:
+    """Serialise a model's ``shape`` (what its ``compress`` returns) compactly.
+
+    Accepted values: non-negative ints (< 2**32), ``None``, and tuples,
+    lists, ``torch.Size`` and dicts with short printable-ASCII string keys of
+    them.  Each value is a one-byte tag (0 None, 1 int, 2 tuple, 3 list,
+    4 dict, 5 ``torch.Size``) followed by an unsigned LEB128 int, or by an
+    item count (one byte) and the items (dict items as key length (one
+    byte), key, value).
+
+    Raises:
+        ValueError: a value of another type, or limits exceeded (depth 8,
+            256 values, 64 items per container, 1024 bytes).
+    """
+    out = bytearray()
+    nodes = [0]
+
+    def put(v: Any, depth: int) -> None:
+        nodes[0] += 1
+        if depth > MAX_SHAPE_DEPTH or nodes[0] > MAX_SHAPE_NODES:
+            raise ValueError(
+                f"shape is too deep or too large for a .dcae file (at most depth "
+                f"{MAX_SHAPE_DEPTH} and {MAX_SHAPE_NODES} values)"
+            )
+        if v is None:
+            out.append(_NONE)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not 0 <= v <= MAX_SHAPE_INT:
+                raise ValueError(f"shape value {v} is not in 0..{MAX_SHAPE_INT}")
+            out.append(_INT)
+            _put_uint(out, v)
+        elif isinstance(v, (tuple, list, dict)):
+            if len(v) > MAX_SHAPE_ITEMS:
+                raise ValueError(
+                    f"a shape container has {len(v)} items (at most {MAX_SHAPE_ITEMS})"
+                )
+            if isinstance(v, dict):
+                out.extend((_DICT, len(v)))
+                for k, item in v.items():
+                    if not isinstance(k, str) or not _valid_key(k):
+                        raise ValueError(
+                            f"shape dict key {k!r} is not a string of 1..{MAX_SHAPE_KEY} "
+                            "printable ASCII characters"
+                        )
+                    out.append(len(k))
+                    out.extend(k.encode("ascii"))
+                    put(item, depth + 1)
+            else:
+                tag = (
+                    _SIZE
+                    if isinstance(v, torch.Size)
+                    else _LIST
+                    if isinstance(v, list)
+                    else _TUPLE
+                )
+                out.extend((tag, len(v)))
+                for item in v:
+                    put(item, depth + 1)
+        else:
+            raise ValueError(
+                f"shape holds a {type(v).__name__} ({v!r:.40}); a .dcae file stores shapes "
+                "made of ints, None, tuples, lists, torch.Size and dicts"
+            )
+
+    put(shape, 1)
+    if len(out) > MAX_SHAPE_BYTES:
+        raise ValueError(f"shape takes {len(out)} bytes (at most {MAX_SHAPE_BYTES})")
+    return bytes(out)
+
+
+def _valid_key(k: str) -> bool:
+    return 1 <= len(k) <= MAX_SHAPE_KEY and all(32 <= ord(c) < 127 for c in k)
+
+
+def decode_shape(data: bytes) -> Any:
+    """Inverse of :func:`encode_shape`; refuses anything it would not write.
+
+    Raises:
+        FormatError: truncated or trailing bytes, unknown tags, non-canonical
+            ints, duplicate or bad keys, limits exceeded.
+    """
+    if len(data) > MAX_SHAPE_BYTES:
+        raise FormatError(f"shape field of {len(data)} bytes exceeds {MAX_SHAPE_BYTES}")
+    pos = 0
+    nodes = 0
+
+    def byte(what: str) -> int:
+        nonlocal pos
+        if pos >= len(data):
+            raise FormatError(f"shape field is truncated ({what} at byte {pos})")
+        pos += 1
+        return data[pos - 1]
+
+    def get(depth: int) -> Any:
+        nonlocal pos, nodes
+        nodes += 1
+        if depth > MAX_SHAPE_DEPTH or nodes > MAX_SHAPE_NODES:
+            raise FormatError(
+                f"shape field nests deeper than {MAX_SHAPE_DEPTH} or holds more than "
+                f"{MAX_SHAPE_NODES} values"
+            )
+        tag = byte("tag")
+        if tag == _NONE:
+            return None
+        if tag == _INT:
+            value, shift = 0, 0
+            while True:
+                b = byte("int")
+                value |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    if b == 0 and shift > 7:
+                        raise FormatError("shape field has a non-canonical int")
+                    break
+                if shift >= 35:
+                    raise FormatError("shape field has an int longer than 5 bytes")
+            if value > MAX_SHAPE_INT:
+                raise FormatError(f"shape value {value} exceeds {MAX_SHAPE_INT}")
+            return value
+        if tag not in (_TUPLE, _LIST, _DICT, _SIZE):
+            raise FormatError(f"shape field has an unknown tag {tag} at byte {pos - 1}")
+        count = byte("item count")
+        if count > MAX_SHAPE_ITEMS:
+            raise FormatError(
+                f"a shape container declares {count} items (at most {MAX_SHAPE_ITEMS})"
+            )
+        if tag == _DICT:
+            out: Dict[str, Any] = {}
+            for _ in range(count):
+                n = byte("key length")
+                raw = data[pos : pos + n]
+                if len(raw) != n:
+                    raise FormatError("shape field is truncated (dict key)")
+                pos += n
+                key = raw.decode("latin-1")
+                if not _valid_key(key) or key in out:
+                    raise FormatError(f"shape field has a bad or repeated dict key {key!r}")
+                out[key] = get(depth + 1)
+            return out
+        items: List[Any] = [get(depth + 1) for _ in range(count)]
+        if tag == _LIST:
+            return items
+        if tag == _SIZE:
+            if any(not isinstance(v, int) for v in items):
+                raise FormatError("shape field has a torch.Size of non-ints")
+            return torch.Size(items)
+        return tuple(items)
+
+    shape = get(1)
+    if pos != len(data):
+        raise FormatError(f"shape field has {len(data) - pos} bytes after its value")
+    return shape
+
+
+def shape_elements(shape: Any) -> int:
+    """Elements a shape describes: the product of every sequence of ints plus
+    every int outside one (what a decoder may allocate from it, per channel)."""
+    limit = 1 << 64  # stop multiplying past any budget
+
+    def walk(v: Any) -> int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, dict):
+            return min(limit, sum(walk(x) for x in v.values()))
+        if isinstance(v, (tuple, list)):
+            if v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                p = 1
+                for x in v:
+                    p = min(limit, p * x)
+                return p
+            return min(limit, sum(walk(x) for x in v))
+        return 0
+
+    return walk(shape)
+
+
+def shape_budget(coded_height: int, coded_width: int) -> int:
+    """Most elements (:func:`shape_elements`) a file's shape may describe for a
+    coded image of ``coded_height x coded_width`` pixels: 16 per pixel, at
+    least 65536.  Any CompressAI model's shapes stay far below (a latent of
+    ``M`` channels at stride 16 has ``M/256`` elements per pixel)."""
+    return max(SHAPE_MIN_ELEMENTS, SHAPE_ELEMENTS_PER_PIXEL * coded_height * coded_width)
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -142,21 +387,25 @@ class Bitstream:
     """The content of one ``.dcae`` file.
 
     Args:
-        model_name: configuration/preset name of the writing model (informational).
+        model_kind: how ``model_name`` reads: ``"dcae"`` (a DCAE preset name),
+            ``"compressai"`` (a CompressAI registry name) or ``"class"``
+            (``module:Class`` of a user's model).
+        model_name: name of the writing model (informational: the digest decides).
         model_digest: :func:`model_fingerprint` of the writing model (32 bytes).
         quality: shipped-model quality the file was written with (0: another model).
         width: original image width.
         height: original image height.
         channels: channels of the original image (1 grayscale, 3 RGB).
         bit_depth: bits per sample of the original image (8).
-        padding_policy: ``"minimal"`` or ``"official"``.
+        padding_policy: ``"minimal"``, ``"official"`` or ``"multiple"``.
+        pad_multiple: what the policy pads to (1, 128, or the model's
+            downsampling factor).
         padding: ``(left, right, top, bottom)`` pixels added before coding.
-        y_shape: latent ``y`` height and width.
-        hyper_shape: hyper-latent ``z`` height and width.
-        checksums: CRC32 of the integer symbols of each slice of ``y``.
-        strings: the entropy-coded ``y`` and ``z`` strings.
+        shape: the ``shape`` the model's ``compress`` returned.
+        strings: the entropy-coded strings, one per list ``compress`` returned.
     """
 
+    model_kind: str
     model_name: str
     model_digest: bytes
     quality: int
@@ -165,10 +414,9 @@ class Bitstream:
     channels: int
     bit_depth: int
     padding_policy: str
+    pad_multiple: int
     padding: Tuple[int, int, int, int]
-    y_shape: Tuple[int, int]
-    hyper_shape: Tuple[int, int]
-    checksums: Tuple[int, ...]
+    shape: Any
     strings: Tuple[bytes, ...]
 
     @property
@@ -183,8 +431,9 @@ class Bitstream:
         return sum(len(s) for s in self.strings)
 
     def describe_model(self) -> str:
-        """``"'small' (sha256 0123abcd...)"`` for error messages."""
-        return f"{self.model_name!r} (weights sha256 {self.model_digest.hex()[:16]}...)"
+        """``"'small' (weights sha256 0123abcd...)"`` for error messages."""
+        what = {"compressai": "CompressAI model ", "class": "class "}.get(self.model_kind, "")
+        return f"{what}{self.model_name!r} (weights sha256 {self.model_digest.hex()[:16]}...)"
 
     def validate(self, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         """Check that every field is in range and consistent with the others.
@@ -192,12 +441,20 @@ class Bitstream:
         Raises:
             FormatError: naming the first bad field.
         """
+        if self.model_kind not in MODEL_KINDS:
+            raise FormatError(f"unknown model kind {self.model_kind!r}")
         if not isinstance(self.model_digest, bytes) or len(self.model_digest) != DIGEST_SIZE:
             raise FormatError(f"model digest must be {DIGEST_SIZE} bytes")
-        if len(self.model_name) > MAX_NAME or not all(32 <= ord(c) < 127 for c in self.model_name):
+        if not 1 <= len(self.model_name) <= MAX_NAME or not all(
+            32 <= ord(c) < 127 for c in self.model_name
+        ):
             raise FormatError(
-                f"model name must be at most {MAX_NAME} printable ASCII characters, "
+                f"model name must be 1..{MAX_NAME} printable ASCII characters, "
                 f"got {self.model_name!r}"
+            )
+        if self.model_kind == "class" and ":" not in self.model_name:
+            raise FormatError(
+                f"model name {self.model_name!r} of kind 'class' is not module:Class"
             )
         if not 0 <= self.quality <= 255:
             raise FormatError(f"quality {self.quality} is not in 0..255")
@@ -215,7 +472,16 @@ class Bitstream:
             raise FormatError(f"bit depth {self.bit_depth} is not supported (only 8)")
         if self.padding_policy not in PADDING_POLICIES:
             raise FormatError(f"unknown padding policy {self.padding_policy!r}")
-        expected = policy_padding(self.padding_policy, self.height, self.width)
+        try:
+            multiple = policy_multiple(self.padding_policy, self.pad_multiple)
+        except ValueError as e:
+            raise FormatError(str(e)) from None
+        if self.pad_multiple != multiple:
+            raise FormatError(
+                f"padding multiple {self.pad_multiple} does not match the "
+                f"{self.padding_policy!r} policy (expected {multiple})"
+            )
+        expected = policy_padding(self.padding_policy, self.height, self.width, multiple)
         if tuple(self.padding) != expected:
             raise FormatError(
                 f"padding {tuple(self.padding)} does not match the {self.padding_policy!r} "
@@ -224,23 +490,20 @@ class Bitstream:
         ch, cw = self.coded_size
         if ch > MAX_SIDE or cw > MAX_SIDE:
             raise FormatError(f"padded size {cw}x{ch} exceeds {MAX_SIDE}")
-        y, z = latent_shapes(ch, cw)
-        if tuple(self.y_shape) != y:
+        try:
+            encode_shape(self.shape)
+        except ValueError as e:
+            raise FormatError(f"bad shape field: {e}") from None
+        budget = shape_budget(ch, cw)
+        if shape_elements(self.shape) > budget:
             raise FormatError(
-                f"latent shape {tuple(self.y_shape)} is inconsistent with the coded image "
-                f"size {cw}x{ch} (expected {y})"
+                f"shape {self.shape!r:.80} describes more than {budget} elements, too many "
+                f"for a coded image of {cw}x{ch} (corrupt or crafted shape field)"
             )
-        if tuple(self.hyper_shape) != z:
-            raise FormatError(
-                f"hyper-latent shape {tuple(self.hyper_shape)} is inconsistent with the "
-                f"latent shape {y} (expected {z})"
-            )
-        if not 1 <= len(self.checksums) <= 255:
-            raise FormatError(f"slice count {len(self.checksums)} is not in 1..255")
-        if any(not 0 <= c <= 0xFFFFFFFF for c in self.checksums):
-            raise FormatError("slice checksums must be 32-bit unsigned integers")
-        if len(self.strings) != NUM_STRINGS:
-            raise FormatError(f"expected {NUM_STRINGS} strings (y, z), got {len(self.strings)}")
+        if not 1 <= len(self.strings) <= MAX_STRINGS:
+            raise FormatError(f"string count {len(self.strings)} is not in 1..{MAX_STRINGS}")
+        if any(not isinstance(s, bytes) for s in self.strings):
+            raise FormatError("strings must be bytes")
         if any(len(s) > 0xFFFFFFFF for s in self.strings):
             raise FormatError("a string is longer than 4 GiB")
 
@@ -249,8 +512,9 @@ def pack(stream: Bitstream) -> bytes:
     """Serialise ``stream`` (validated first) to the bytes of a ``.dcae`` file."""
     stream.validate(max_pixels=None)
     name = stream.model_name.encode("ascii")
+    shape = encode_shape(stream.shape)
     out = bytearray(MAGIC)
-    out += struct.pack(">BBB", FORMAT_VERSION, 0, len(name))
+    out += struct.pack(">BBBB", FORMAT_VERSION, 0, MODEL_KINDS.index(stream.model_kind), len(name))
     out += name
     out += stream.model_digest
     out += _FIXED.pack(
@@ -260,11 +524,10 @@ def pack(stream: Bitstream) -> bytes:
         stream.channels,
         stream.bit_depth,
         PADDING_POLICIES.index(stream.padding_policy),
+        stream.pad_multiple,
         *stream.padding,
-        *stream.y_shape,
-        *stream.hyper_shape,
     )
-    out += struct.pack(f">B{len(stream.checksums)}I", len(stream.checksums), *stream.checksums)
+    out += struct.pack(">H", len(shape)) + shape
     out += struct.pack(">B", len(stream.strings))
     for s in stream.strings:
         out += struct.pack(">I", len(s))
@@ -295,13 +558,21 @@ class _Reader:
         return fmt.unpack(self.take(fmt.size, what))
 
 
+_OLD_VERSIONS = {
+    1: "dcae before 2026-11-25, another mapping of scales to CDF tables",
+    2: "dcae 0.1.x, DCAE models only, slice checksums in the header",
+}
+
+
 def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bitstream:
     """Parse and check the bytes of a ``.dcae`` file.
 
     Checks, in order: magic, version, that every field and length-prefixed
     string lies inside the file, that nothing follows the final CRC, the CRC32
     of the whole file, then every field's range and consistency (see
-    :meth:`Bitstream.validate`).  Nothing is allocated from an unchecked field.
+    :meth:`Bitstream.validate`), the shape field's structure and its size
+    against the recorded image size.  Nothing is allocated from an unchecked
+    field.
 
     Args:
         data: the file content.
@@ -318,38 +589,39 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise FormatError("not a .dcae file (wrong magic bytes)")
     r.pos = len(MAGIC)
-    version, flags, name_len = r.unpack(struct.Struct(">BBB"), "header")
-    if version == 1:
+    (version,) = r.unpack(struct.Struct(">B"), "version")
+    if version in _OLD_VERSIONS:
         raise FormatError(
-            "this .dcae file uses format version 1 (dcae before 2026-11-25, another "
-            "mapping of scales to CDF tables); this dcae reads version "
-            f"{FORMAT_VERSION}: re-encode the image with it"
+            f"this .dcae file uses format version {version} ({_OLD_VERSIONS[version]}); "
+            f"this dcae reads version {FORMAT_VERSION}: re-encode the image with this dcae "
+            "(or decode it with dcae <= 0.1.x)"
         )
     if version != FORMAT_VERSION:
         raise FormatError(
             f"unsupported .dcae format version {version} (this dcae reads version "
             f"{FORMAT_VERSION}; a newer file needs a newer dcae)"
         )
-    if name_len > MAX_NAME:
-        raise FormatError(f"model name length {name_len} exceeds {MAX_NAME}")
+    flags, kind, name_len = r.unpack(struct.Struct(">BBB"), "header")
     name_raw = r.take(name_len, "model name")
     digest = r.take(DIGEST_SIZE, "model digest")
     fixed = r.unpack(_FIXED, "image header")
-    (num_slices,) = r.unpack(struct.Struct(">B"), "slice count")
-    checksums = struct.unpack(f">{num_slices}I", r.take(4 * num_slices, "slice checksums"))
+    (shape_len,) = r.unpack(struct.Struct(">H"), "shape length")
+    if shape_len > MAX_SHAPE_BYTES:
+        raise FormatError(f"shape field of {shape_len} bytes exceeds {MAX_SHAPE_BYTES}")
+    shape_raw = r.take(shape_len, "shape field")
     (num_strings,) = r.unpack(struct.Struct(">B"), "string count")
-    if num_strings != NUM_STRINGS:
-        raise FormatError(f"expected {NUM_STRINGS} strings (y, z), got {num_strings}")
+    if num_strings == 0:
+        raise FormatError("string count 0 is not in 1..255")
     strings = []
-    for i, label in enumerate(("y", "z")):
-        (n,) = r.unpack(struct.Struct(">I"), f"length of string {i} ({label})")
+    for i in range(num_strings):
+        (n,) = r.unpack(struct.Struct(">I"), f"length of string {i}")
         remaining = len(data) - r.pos
         if n > remaining:
             raise FormatError(
-                f"string {i} ({label}) declares {n} bytes at offset {r.pos} but only "
+                f"string {i} declares {n} bytes at offset {r.pos} but only "
                 f"{remaining} remain (truncated file or corrupt length field)"
             )
-        strings.append(r.take(n, f"string {i} ({label})"))
+        strings.append(r.take(n, f"string {i}"))
     end = r.pos
     (stored_crc,) = r.unpack(struct.Struct(">I"), "CRC32")
     if r.pos != len(data):
@@ -365,14 +637,17 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         )
     if flags != 0:
         raise FormatError(f"unknown flags 0x{flags:02x} (reserved, must be 0)")
+    if kind >= len(MODEL_KINDS):
+        raise FormatError(f"unknown model kind code {kind}")
     try:
         model_name = name_raw.decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("model name is not ASCII") from None
-    quality, width, height, channels, bit_depth, policy = fixed[:6]
+    quality, width, height, channels, bit_depth, policy, multiple = fixed[:7]
     if policy >= len(PADDING_POLICIES):
         raise FormatError(f"unknown padding policy code {policy}")
     stream = Bitstream(
+        model_kind=MODEL_KINDS[kind],
         model_name=model_name,
         model_digest=digest,
         quality=quality,
@@ -381,10 +656,9 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         channels=channels,
         bit_depth=bit_depth,
         padding_policy=PADDING_POLICIES[policy],
-        padding=tuple(fixed[6:10]),  # type: ignore[arg-type]
-        y_shape=tuple(fixed[10:12]),  # type: ignore[arg-type]
-        hyper_shape=tuple(fixed[12:14]),  # type: ignore[arg-type]
-        checksums=tuple(checksums),
+        pad_multiple=multiple,
+        padding=tuple(fixed[7:11]),  # type: ignore[arg-type]
+        shape=decode_shape(shape_raw),
         strings=tuple(strings),
     )
     stream.validate(max_pixels=max_pixels)

@@ -1,10 +1,16 @@
-"""Image <-> ``.dcae`` bytes: :func:`encode` and :func:`decode`.
+"""Image <-> ``.dcae`` bytes: :func:`encode` and :func:`decode`, with a
+:class:`~dcae.DCAEModel` or any CompressAI ``CompressionModel``.
 
 ::
 
-    image ──► to 8-bit RGB tensor ──► pad (policy) ──► DCAEModel.compress ──► pack ──► bytes
-    bytes ──► unpack + checks ──► model match ──► DCAEModel.decompress
+    image ──► to 8-bit RGB tensor ──► pad (policy) ──► model.compress ──► pack ──► bytes
+    bytes ──► unpack + checks ──► model match (digest) ──► model.decompress
           ──► crop ──► 8-bit ──► PIL image (L or RGB as recorded)
+
+Padding: DCAE models code any size (``"minimal"``, default) or pad as the
+official scripts (``"official"``); other models get CompressAI's
+``eval_model`` padding (``"multiple"``: centred zeros up to a multiple of the
+model's ``downsampling_factor``).
 
 Image modes:
 
@@ -26,10 +32,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from compressai.entropy_models import EntropyModel
+from compressai.models import CompressionModel
 from PIL import Image
 from torch import Tensor
 
@@ -42,10 +50,12 @@ from .bitstream import (
     latent_shapes,
     model_fingerprint,
     pack,
+    policy_multiple,
     policy_padding,
     unpack,
 )
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+from .loading import check_ready, downsampling_factor, load_model, model_identity
 from .model import DCAEModel
 
 __all__ = [
@@ -55,6 +65,7 @@ __all__ = [
     "decode_stream",
     "encode",
     "image_to_tensor",
+    "coding_padding",
     "open_image",
     "read_stream",
     "resolve_model",
@@ -131,25 +142,40 @@ def image_to_tensor(image: ImageInput) -> Tuple[Tensor, int]:
     if isinstance(image, Tensor):
         x = image.detach()
         if not x.is_floating_point():
-            raise UnsupportedImageError(f"expected a float tensor in [0, 1], got {x.dtype}")
+            hint = " (8-bit levels: pass x.float() / 255)" if x.dtype == torch.uint8 else ""
+            raise UnsupportedImageError(
+                f"expected a float tensor with values in [0, 1], got a {x.dtype} tensor{hint}"
+            )
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            hint = ""
+            if x.dim() == 4 and x.shape[0] == 1 and x.shape[-1] in (1, 3):
+                hint = " (channels last? use x.permute(2, 0, 1) for an (H, W, C) image)"
             raise UnsupportedImageError(
                 f"expected a tensor (3, H, W), (1, 3, H, W), (1, H, W) or (1, 1, H, W), "
-                f"got {tuple(image.shape)}"
+                f"got {tuple(image.shape)}{hint}"
             )
         _check_size(int(x.shape[2]), int(x.shape[3]))
         x = x.float().cpu()
-        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
-            raise UnsupportedImageError("tensor values must be finite and in [0, 1]")
+        if not bool(torch.isfinite(x).all()):
+            raise UnsupportedImageError("tensor values must be finite and in [0, 1] (got NaN/inf)")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            hint = " (8-bit levels 0..255? divide by 255 first)" if lo >= 0 and hi <= 255 else ""
+            raise UnsupportedImageError(
+                f"tensor values must be in [0, 1], got values in [{lo:g}, {hi:g}]{hint}"
+            )
         channels = int(x.shape[1])
         x = torch.round(x * 255) / 255
         return x.expand(1, 3, -1, -1).contiguous(), channels
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
     if not isinstance(image, Image.Image):
-        raise TypeError(f"expected a path, a PIL image or a tensor, got {type(image).__name__}")
+        hint = " (use PIL.Image.fromarray(array))" if type(image).__name__ == "ndarray" else ""
+        raise TypeError(
+            f"expected a path, a PIL image or a tensor, got {type(image).__name__}{hint}"
+        )
     _check_size(image.height, image.width)
     rgb, channels = _pil_to_rgb(image)
     data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
@@ -164,36 +190,40 @@ def tensor_to_uint8(x_hat: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- models
-def _check_ready(model: DCAEModel) -> None:
-    if not isinstance(model, DCAEModel):
-        raise TypeError(f"model must be a DCAEModel, got {type(model).__name__}")
-    gc = model.entropy_model.gaussian_conditional
-    eb = model.latent_codec.hyper.entropy_bottleneck
-    if gc.quantized_cdf.numel() == 0 or eb._quantized_cdf.numel() == 0:
-        raise DCAEError("the model has no CDF tables: call model.update(force=True) first")
-
-
 def resolve_model(
-    model: Optional[DCAEModel] = None,
+    model: Optional[CompressionModel] = None,
     quality: Optional[int] = None,
     checkpoint: Union[str, os.PathLike, None] = None,
-) -> Tuple[DCAEModel, int]:
+    name: Optional[str] = None,
+) -> Tuple[CompressionModel, int]:
     """``(model, quality hint)``: the given model, a checkpoint, or the shipped one.
+
+    Args:
+        model: a model (checked with :func:`dcae.loading.check_ready`).
+        quality: quality of a shipped model.
+        checkpoint: a checkpoint, loaded with :func:`dcae.loading.load_model`.
+        name: the checkpoint's model, ``module:Class`` or a CompressAI
+            registry name (``--model``); default: DCAE.
 
     The quality hint is the shipped model's quality (0 for any other model).
     """
     given = sum(v is not None for v in (model, quality, checkpoint))
     if given > 1:
         raise ValueError("give at most one of model, quality and checkpoint")
+    if name is not None and checkpoint is None:
+        raise DCAEError(
+            f"--model {name} needs --checkpoint PATH (the weights of the model); in Python, "
+            "pass model= a ready model"
+        )
     if model is not None:
-        _check_ready(model)
+        check_ready(model)
         return model, 0
     if checkpoint is not None:
         try:
-            m = pretrained.load_checkpoint(checkpoint)
+            m = load_model(checkpoint, name)
         except DCAEError as e:  # torch's messages span lines: keep errors to one
             raise type(e)(" ".join(str(e).split())) from e
-        _check_ready(m)
+        check_ready(m)
         return m, 0
     if not pretrained.available_qualities():
         raise DCAEError(
@@ -202,40 +232,56 @@ def resolve_model(
         )
     q = pretrained.default_quality() if quality is None else int(quality)
     m = pretrained.load_pretrained(q)
-    _check_ready(m)
+    check_ready(m)
     return m, q
 
 
-def _model_for(stream: Bitstream, model: Optional[DCAEModel]) -> DCAEModel:
+def _how_to_pass(stream: Bitstream) -> str:
+    if stream.model_kind == "dcae":
+        return "pass model= (Python) or --checkpoint PATH (command line)"
+    return (
+        f"pass the model: dcae.decode(data, model=...) in Python, or dcae decompress "
+        f"--model {stream.model_name} --checkpoint WEIGHTS (dcae never imports a module "
+        "named in a file)"
+    )
+
+
+def _model_for(stream: Bitstream, model: Optional[CompressionModel]) -> CompressionModel:
     if model is not None:
-        _check_ready(model)
+        check_ready(model)
         if model_fingerprint(model) != stream.model_digest:
+            kind, name = model_identity(model)
             raise ModelMismatchError(
                 f"the file was written by model {stream.describe_model()}, not by the "
-                f"given model {model.config.name!r} (weights sha256 "
+                f"given model {name!r} (weights sha256 "
                 f"{model_fingerprint(model).hex()[:16]}...)"
             )
         return model
+    if stream.model_kind != "dcae":
+        raise ModelMismatchError(
+            f"the file was written by {stream.describe_model()}, not by a DCAE model "
+            f"shipped with dcae; {_how_to_pass(stream)}"
+        )
     qualities = pretrained.available_qualities()
     if not qualities:
         raise ModelMismatchError(
             f"the file needs model {stream.describe_model()}, and this installation of dcae "
-            "ships no pretrained weights; pass model= or --checkpoint PATH"
+            f"ships no pretrained weights; {_how_to_pass(stream)}"
         )
     order = sorted(qualities, key=lambda q: (q != stream.quality, q))
     for q in order:
         m = pretrained.load_pretrained(q)
         if model_fingerprint(m) == stream.model_digest:
-            _check_ready(m)
+            check_ready(m)
             return m
     raise ModelMismatchError(
         f"the file was written by model {stream.describe_model()}, which is none of the "
-        f"shipped models (qualities {qualities}); pass model= or --checkpoint PATH"
+        f"shipped models (qualities {qualities}); {_how_to_pass(stream)}"
     )
 
 
 @contextlib.contextmanager
-def _eval_mode(model: DCAEModel) -> Iterator[None]:
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
@@ -245,103 +291,213 @@ def _eval_mode(model: DCAEModel) -> Iterator[None]:
         model.train(was_training)
 
 
+class _GuardedCoder:
+    """An entropy coder whose ``decode_with_indexes`` hands CompressAI's rANS
+    decoder its string followed by zeros (8 bytes per symbol, plus 1 KiB):
+    that decoder does not check the end of its buffer, so a crafted or
+    truncated string then reads zeros instead of memory past the buffer
+    (well-formed strings never read them)."""
+
+    def __init__(self, coder: Any):
+        self._coder = coder
+
+    def decode_with_indexes(self, string: bytes, indexes: Any, *args: Any, **kwargs: Any) -> Any:
+        guarded = bytes(string) + bytes(8 * len(indexes) + 1024)
+        return self._coder.decode_with_indexes(guarded, indexes, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coder, name)
+
+
+@contextlib.contextmanager
+def _guarded_decoders(model: torch.nn.Module) -> Iterator[None]:
+    """Guard the CompressAI entropy models of a non-DCAE model while decoding
+    (DCAE's strings guard themselves).  Models that drive ``RansDecoder``
+    directly (autoregressive context models) are not covered."""
+    saved = []
+    if not isinstance(model, DCAEModel):
+        for m in model.modules():
+            coder = getattr(m, "entropy_coder", None)
+            if isinstance(m, EntropyModel) and coder is not None:
+                saved.append((m, coder))
+                m.entropy_coder = _GuardedCoder(coder)
+    try:
+        yield
+    finally:
+        for m, coder in saved:
+            m.entropy_coder = coder
+
+
+def _default_policy(model: torch.nn.Module) -> str:
+    return "minimal" if isinstance(model, DCAEModel) else "multiple"
+
+
+def coding_padding(
+    model: torch.nn.Module, height: int, width: int, policy: Optional[str] = None
+) -> Tuple[str, int, Tuple[int, int, int, int]]:
+    """``(policy, multiple, (left, right, top, bottom))`` for coding an image
+    of ``height x width`` with ``model``.
+
+    ``policy`` defaults to ``"minimal"`` for DCAE and ``"multiple"`` (centred
+    zeros to a multiple of the model's ``downsampling_factor``, 64 if it has
+    none, as CompressAI's ``eval_model``) for any other model.
+    """
+    policy = _default_policy(model) if policy is None else policy
+    if policy not in PADDING_POLICIES:
+        raise ValueError(f"unknown padding policy {policy!r}; choose one of {PADDING_POLICIES}")
+    multiple = policy_multiple(
+        policy, downsampling_factor(model) if policy == "multiple" else None
+    )
+    return policy, multiple, policy_padding(policy, height, width, multiple)
+
+
+def _flat_strings(strings: Any) -> Tuple[bytes, ...]:
+    """``compress``'s strings (a list of one-string lists) as a tuple of bytes."""
+    if not isinstance(strings, (list, tuple)) or not strings:
+        raise DCAEError(f"model.compress returned strings of type {type(strings).__name__}")
+    out = []
+    for i, per_sample in enumerate(strings):
+        if (
+            not isinstance(per_sample, (list, tuple))
+            or len(per_sample) != 1
+            or not isinstance(per_sample[0], (bytes, bytearray))
+        ):
+            raise DCAEError(
+                f"model.compress returned strings[{i}] of {type(per_sample).__name__}; a "
+                ".dcae file stores a list of lists holding one byte string each (batch 1)"
+            )
+        out.append(bytes(per_sample[0]))
+    if len(out) > 255:
+        raise DCAEError(f"model.compress returned {len(out)} string lists (a file holds 255)")
+    return tuple(out)
+
+
+def _check_dcae_shape(stream: Bitstream) -> None:
+    """A DCAE model's shape follows from the coded size: check it before decoding."""
+    ch, cw = stream.coded_size
+    (yh, yw), z = latent_shapes(ch, cw)
+    shape = stream.shape
+    ok = isinstance(shape, dict) and {"y", "hyper"} <= set(shape)
+    if ok:
+        y, hyper, image = shape["y"], shape["hyper"], shape.get("image", (ch, cw))
+        ok = (
+            isinstance(y, (tuple, list))
+            and len(y) >= 2
+            and tuple(y[-2:]) == (yh, yw)
+            and isinstance(hyper, (tuple, list))
+            and tuple(hyper) == z
+            and isinstance(image, (tuple, list))
+            and tuple(image) == (ch, cw)
+        )
+    if not ok:
+        raise FormatError(
+            f"shape {shape!r:.120} does not fit a DCAE model coding a {cw}x{ch} image "
+            f"(latent {yh}x{yw}, hyper-latent {z[0]}x{z[1]})"
+        )
+
+
 # ----------------------------------------------------------------------------- API
 def encode(
     image: ImageInput,
     *,
-    model: Optional[DCAEModel] = None,
+    model: Optional[CompressionModel] = None,
     quality: Optional[int] = None,
-    padding: str = "minimal",
+    padding: Optional[str] = None,
 ) -> bytes:
     """Compress an image to the bytes of a ``.dcae`` file.
 
     Args:
         image: a path, a PIL image or a float tensor in ``[0, 1]`` (see
             :func:`image_to_tensor` and the module docstring for modes).
-        model: the model to use (eval mode is used, CDF tables must exist);
-            default: the shipped model of ``quality``.
+        model: the model to use: a :class:`~dcae.DCAEModel` or any CompressAI
+            ``CompressionModel`` whose ``compress`` returns a list of
+            one-string lists (eval mode is used; CDF tables must exist:
+            ``model.update(force=True)``); default: the shipped model of
+            ``quality``.
         quality: quality of the shipped model (1 = lowest rate).
-        padding: ``"minimal"`` (no padding; the latent is ``ceil(H/16) x
-            ceil(W/16)``) or ``"official"`` (centred zero padding to a multiple
-            of 128, as the official scripts).
+        padding: ``"minimal"`` (DCAE's default: no padding; the latent is
+            ``ceil(H/16) x ceil(W/16)``), ``"official"`` (centred zero padding
+            to a multiple of 128, as the official scripts) or ``"multiple"``
+            (the default of other models: centred zero padding to a multiple
+            of the model's ``downsampling_factor``, as CompressAI's
+            ``eval_model``).
 
     Raises:
         UnsupportedImageError: the image cannot be coded (mode, size, values).
-        DCAEError: no model is available.
+        DCAEError: no model is available, or it has no CDF tables.
+        TypeError: ``model`` is not a ``CompressionModel``.
     """
-    if padding not in PADDING_POLICIES:
+    if padding is not None and padding not in PADDING_POLICIES:
         raise ValueError(f"unknown padding policy {padding!r}; choose one of {PADDING_POLICIES}")
     x, channels = image_to_tensor(image)
     net, quality_hint = resolve_model(model, quality)
     height, width = int(x.shape[2]), int(x.shape[3])
-    pad = policy_padding(padding, height, width)
+    policy, multiple, pad = coding_padding(net, height, width, padding)
     if any(pad):
         x = F.pad(x, pad, mode="constant", value=0.0)
     device = next(net.parameters()).device
     with _eval_mode(net):
         out = net.compress(x.to(device))
-    y_shape = tuple(int(v) for v in out["shape"]["y"])
-    hyper_shape = tuple(int(v) for v in out["shape"]["hyper"])
-    expected = latent_shapes(int(x.shape[2]), int(x.shape[3]))
-    if (y_shape, hyper_shape) != expected:  # pragma: no cover - architecture invariant
-        raise DCAEError(f"unexpected latent shapes {y_shape}, {hyper_shape}; wanted {expected}")
-    (y_string,), (z_string,) = out["strings"]
-    stream = Bitstream(
-        model_name="".join(c for c in net.config.name if 32 <= ord(c) < 127)[:64],
-        model_digest=model_fingerprint(net),
-        quality=quality_hint,
-        width=width,
-        height=height,
-        channels=channels,
-        bit_depth=8,
-        padding_policy=padding,
-        padding=pad,
-        y_shape=y_shape,  # type: ignore[arg-type]
-        hyper_shape=hyper_shape,  # type: ignore[arg-type]
-        checksums=tuple(int(c) for c in out["checksums"][0]),
-        strings=(y_string, z_string),
-    )
-    return pack(stream)
+    kind, name = model_identity(net)
+    try:
+        stream = Bitstream(
+            model_kind=kind,
+            model_name=name,
+            model_digest=model_fingerprint(net),
+            quality=quality_hint,
+            width=width,
+            height=height,
+            channels=channels,
+            bit_depth=8,
+            padding_policy=policy,
+            pad_multiple=multiple,
+            padding=pad,
+            shape=out["shape"],
+            strings=_flat_strings(out["strings"]),
+        )
+        if kind == "dcae":
+            _check_dcae_shape(stream)
+        return pack(stream)
+    except FormatError as e:  # what the model returned does not fit a .dcae file
+        raise DCAEError(f"cannot store what {name}.compress returned: {e}") from e
 
 
-def _guard(s: bytes, symbols: int) -> bytes:
-    """Zero bytes appended to a string handed to CompressAI's rANS decoder,
-    which does not check the end of its buffer: a crafted string then reads
-    zeros instead of memory past the buffer (well-formed strings never read
-    them)."""
-    return s + bytes(8 * symbols + 1024)
-
-
-def decode_stream(stream: Bitstream, model: DCAEModel) -> Tensor:
+def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
     """Decode a parsed :class:`Bitstream` with a matching model: ``(1, 3, H, W)``
     in ``[0, 1]``, cropped to the original size.
 
     Raises:
-        DecodingError: a slice's symbols do not match the encoder's checksums,
-            or the reconstruction is not finite.
+        DecodingError: a DCAE string does not verify, the model fails on the
+            strings, or the reconstruction has the wrong size or is not finite.
     """
-    _check_ready(model)
-    if len(stream.checksums) != model.entropy_model.num_slices:
-        raise ModelMismatchError(
-            f"the file has {len(stream.checksums)} slices, the model "
-            f"{model.entropy_model.num_slices}"
-        )
-    (yh, yw), (zh, zw) = stream.y_shape, stream.hyper_shape
-    y_string = _guard(stream.strings[0], yh * yw * model.config.M)
-    z_string = _guard(stream.strings[1], zh * zw * model.config.z_channels)
-    coded_h, coded_w = stream.coded_size
-    shape = {"y": (yh, yw), "hyper": (zh, zw), "image": (coded_h, coded_w)}
+    check_ready(model)
+    dcae = isinstance(model, DCAEModel)
+    if dcae:
+        _check_dcae_shape(stream)
+    strings = [[s] for s in stream.strings]
     try:
-        with _eval_mode(model):
-            x_hat = model.decompress(
-                [[y_string], [z_string]], shape, checksums=[list(stream.checksums)]
-            )["x_hat"]
-    except RuntimeError as e:
-        raise DecodingError(f"decoding failed: {e}") from e
+        with _eval_mode(model), _guarded_decoders(model):
+            x_hat = model.decompress(strings, stream.shape)["x_hat"]
+    except DCAEError:
+        raise
+    except (
+        AssertionError, AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError
+    ) as e:  # fmt: skip
+        message = " ".join(str(e).split()) or "the model's decompress refused the strings or shape"
+        raise DecodingError(f"decoding failed: {type(e).__name__}: {message}") from e
+    coded_h, coded_w = stream.coded_size
+    if not isinstance(x_hat, Tensor) or x_hat.dim() != 4 or tuple(x_hat.shape[:2]) != (1, 3):
+        got = tuple(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
+        raise DecodingError(f"the model decoded {got}, not one RGB image")
+    h, w = int(x_hat.shape[2]), int(x_hat.shape[3])
+    slack = 1 if dcae else max(stream.pad_multiple, downsampling_factor(model))
+    if not (coded_h <= h < coded_h + slack and coded_w <= w < coded_w + slack):
+        raise DecodingError(
+            f"the model decoded a {w}x{h} image for a coded size of {coded_w}x{coded_h} "
+            "(corrupted shape or strings)"
+        )
     left, _, top, _ = stream.padding
     x_hat = x_hat[:, :, top : top + stream.height, left : left + stream.width].float().cpu()
-    if tuple(x_hat.shape) != (1, 3, stream.height, stream.width):  # pragma: no cover
-        raise DecodingError(f"decoded shape {tuple(x_hat.shape)} != recorded size")
     if not bool(torch.isfinite(x_hat).all()):
         raise DecodingError("the decoded image is not finite (corrupted stream)")
     return x_hat
@@ -362,7 +518,7 @@ def read_stream(
 def decode(
     data: Union[bytes, bytearray, memoryview, str, os.PathLike],
     *,
-    model: Optional[DCAEModel] = None,
+    model: Optional[CompressionModel] = None,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decompress ``.dcae`` bytes (or the file at a path) to a PIL image.
@@ -375,18 +531,19 @@ def decode(
     Args:
         data: the file content or its path.
         model: the model that wrote the file; default: the shipped model whose
-            weights digest matches the file's.
+            weights digest matches the file's.  A file written by another
+            codec needs its model (dcae never imports a module named in a file).
         max_pixels: refuse files recording more pixels (``None``: no bound).
 
     Raises:
-        FormatError: malformed file (magic, version, lengths, CRC, sizes).
-        ModelMismatchError: the file was written by another model.
-        DecodingError: decoded symbols differ from the encoder's (checksums).
+        FormatError: malformed file (magic, version, lengths, CRC, sizes, shape).
+        ModelMismatchError: the file was written by another model, or by a
+            codec that is not shipped and no model was given (the message
+            names it and says how to pass it).
+        DecodingError: a DCAE string does not verify, or decoding failed.
     """
     stream = read_stream(data, max_pixels=max_pixels)
     net = _model_for(stream, model)
     pixels = tensor_to_uint8(decode_stream(stream, net)).numpy()
-    img = Image.fromarray(pixels, mode="RGB") if pixels.shape[2] == 3 else None
-    if img is None:  # pragma: no cover - decode_stream returns 3 channels
-        raise FormatError("unexpected channel count")
+    img = Image.fromarray(pixels, mode="RGB")
     return img.convert("L") if stream.channels == 1 else img

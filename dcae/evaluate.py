@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -155,13 +156,16 @@ def evaluate_model(
 ) -> List[ImageRecord]:
     """Compress and decompress each image with ``model`` (real entropy coding).
 
-    The rate counts every string of ``model.compress`` (``y`` slices and
+    The rate counts every string of ``model.compress`` (for DCAE: ``y`` and
     ``z``); times are wall-clock seconds of ``compress`` and ``decompress``
-    after one warm-up call on a crop of the first image.
+    after one warm-up call on a crop of the first image.  Images are padded
+    as :func:`dcae.encode` pads them (DCAE: not at all; other models: centred
+    zeros to a multiple of their ``downsampling_factor``, as CompressAI's
+    ``eval_model``) and the reconstruction is cropped back.
 
     Args:
-        model: a :class:`~dcae.DCAEModel` (or a CompressAI model that accepts
-            the image size as it is) with CDF tables (``update()`` done).
+        model: a :class:`~dcae.DCAEModel` or any CompressAI ``CompressionModel``
+            with CDF tables (``update(force=True)`` done).
         images: image files.
         codec: codec name stored in the records.
         point: rate-point label stored in the records.
@@ -169,30 +173,40 @@ def evaluate_model(
         estimate_rate: also run ``forward`` and store the likelihood bpp.
         log: progress callback.
     """
+    from .codec import coding_padding
+    from .loading import check_ready
+
+    check_ready(model)
     device = torch.device(device)
     model = model.to(device).eval()
+
+    def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
+        _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))
+        return (F.pad(x, padding) if any(padding) else x), padding
+
     records = []
     for i, path in enumerate(images):
         x = _to_tensor(_read_rgb(path)).to(device)
+        h, w = x.shape[-2:]
+        x_in, (left, _, top, _) = pad(x)
         if i == 0:  # warm-up: allocator, kernels, lazily built tables
-            warm = x[..., :_MIN_SIDE, :_MIN_SIDE]
+            warm, _ = pad(x[..., :_MIN_SIDE, :_MIN_SIDE])
             out = model.compress(warm)
             model.decompress(out["strings"], out["shape"])
         _sync(device)
         t0 = time.perf_counter()
-        enc = model.compress(x)
+        enc = model.compress(x_in)
         _sync(device)
         t1 = time.perf_counter()
         x_hat = model.decompress(enc["strings"], enc["shape"])["x_hat"]
         _sync(device)
         t2 = time.perf_counter()
-        h, w = x.shape[-2:]
-        x_hat = x_hat[..., :h, :w]
+        x_hat = x_hat[..., top : top + h, left : left + w]
         n_bytes = _n_bytes(enc["strings"])
         p, m = _quality(x, x_hat)
         est = None
         if estimate_rate:
-            est = bpp_from_likelihoods(model(x)["likelihoods"], h * w)
+            est = bpp_from_likelihoods(model(x_in)["likelihoods"], h * w)
         rec = ImageRecord(
             codec, point, path.stem, int(w), int(h), n_bytes, bpp_from_bytes(n_bytes, h * w),
             p, m, t1 - t0, t2 - t1, est,
@@ -335,7 +349,7 @@ def run_evaluation(
             dcae_records += evaluate_model(model, images, name, point, device, estimate_rate, log)
             del model
         records += dcae_records
-        curves.append(mean_curve(dcae_records, name, "dcae: real entropy coding"))
+        curves.append(mean_curve(dcae_records, name, f"{name}: real entropy coding"))
     from PIL import __version__ as pil_version
 
     for fmt, qualities in (("JPEG", jpeg_qualities), ("WEBP", webp_qualities)):

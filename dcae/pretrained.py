@@ -40,6 +40,7 @@ __all__ = [
     "default_quality",
     "load_checkpoint",
     "load_pretrained",
+    "model_from_checkpoint",
     "save_checkpoint",
 ]
 
@@ -211,23 +212,32 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEMo
     Accepts what :func:`read_checkpoint` reads: files written by
     :func:`save_checkpoint` (with a config), training checkpoints, the shipped
     files and the official implementation's files (the configuration is then
-    inferred).  CDF tables are built if missing.
+    inferred).  CDF tables are built if missing.  For checkpoints of other
+    codecs, see :func:`dcae.loading.load_model`.
     """
     path = Path(path)
-    obj = read_checkpoint(path, map_location)
+    return model_from_checkpoint(read_checkpoint(path, map_location), path)
+
+
+def model_from_checkpoint(
+    obj: Mapping[str, Any], path: Union[str, Path], cls: Optional[type] = None
+) -> DCAEModel:
+    """The eval-mode DCAE model (of class ``cls``, default :class:`DCAEModel`)
+    of a checkpoint :func:`read_checkpoint` returned; CDF tables built if missing."""
+    from .loading import missing_tables
+
     cfg = None
     if isinstance(obj["config"], Mapping):
         cfg = DCAEConfig.from_dict(dict(obj["config"]))
     try:
-        model = DCAEModel.from_state_dict({"state_dict": obj["state_dict"]}, config=cfg)
-    except (RuntimeError, KeyError) as e:
-        raise ModelMismatchError(f"{path} does not fit a DCAE model: {e}") from e
+        model = (cls or DCAEModel).from_state_dict({"state_dict": obj["state_dict"]}, config=cfg)
+    except (RuntimeError, KeyError, ModelMismatchError) as e:
+        raise ModelMismatchError(
+            f"{path} does not fit a DCAE model (for another codec, pass its name: --model "
+            f"NAME or module:Class): {e}"
+        ) from e
     model.eval()
-    gc = model.entropy_model.gaussian_conditional
-    if (
-        gc.quantized_cdf.numel() == 0
-        or model.latent_codec.hyper.entropy_bottleneck._quantized_cdf.numel() == 0
-    ):
+    if missing_tables(model):
         model.update(force=True)
     return model
 

@@ -1,4 +1,4 @@
-"""The .dcae format: layout, every validation, padding policies, model fingerprints."""
+"""The .dcae format: layout, every validation, padding policies, shapes, model fingerprints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import dcae
@@ -19,20 +19,29 @@ from dcae.bitstream import (
     MAGIC,
     OFFICIAL_MULTIPLE,
     Bitstream,
+    decode_shape,
+    encode_shape,
     latent_shapes,
     model_fingerprint,
     pack,
     policy_padding,
+    shape_budget,
+    shape_elements,
     unpack,
 )
 from dcae.errors import DCAEError, FormatError, ModelMismatchError
 from dcae.pretrained import load_checkpoint, save_checkpoint
 
 
-def make_stream(height: int = 21, width: int = 37, policy: str = "minimal", **changes):
-    pad = policy_padding(policy, height, width)
-    y, z = latent_shapes(height + pad[2] + pad[3], width + pad[0] + pad[1])
+def make_stream(
+    height: int = 21, width: int = 37, policy: str = "minimal", multiple: int = 1, **changes
+):
+    multiple = {"minimal": 1, "official": 128}.get(policy, multiple)
+    pad = policy_padding(policy, height, width, multiple)
+    coded = (height + pad[2] + pad[3], width + pad[0] + pad[1])
+    y, z = latent_shapes(*coded)
     fields = dict(
+        model_kind="dcae",
         model_name="small",
         model_digest=bytes(range(32)),
         quality=0,
@@ -41,27 +50,58 @@ def make_stream(height: int = 21, width: int = 37, policy: str = "minimal", **ch
         channels=3,
         bit_depth=8,
         padding_policy=policy,
+        pad_multiple=multiple,
         padding=pad,
-        y_shape=y,
-        hyper_shape=z,
-        checksums=(1, 2, 0xFFFFFFFF),
+        shape={"y": (96, *y), "hyper": z, "image": coded},
         strings=(b"y-string", b"zz"),
     )
     fields.update(changes)
     return Bitstream(**fields)
 
 
+def raw_shape(v) -> bytes:
+    """The shape field as docs/guides/format.rst describes it, written independently."""
+
+    def uint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    if v is None:
+        return b"\x00"
+    if isinstance(v, int):
+        return b"\x01" + uint(v)
+    if isinstance(v, dict):
+        items = b"".join(bytes([len(k)]) + k.encode() + raw_shape(x) for k, x in v.items())
+        return bytes([4, len(v)]) + items
+    tag = 5 if isinstance(v, torch.Size) else 3 if isinstance(v, list) else 2
+    return bytes([tag, len(v)]) + b"".join(raw_shape(x) for x in v)
+
+
 def raw_pack(
-    s: Bitstream, *, version=FORMAT_VERSION, flags=0, policy_code=None, num_strings=None
+    s: Bitstream,
+    *,
+    version=FORMAT_VERSION,
+    flags=0,
+    kind_code=None,
+    policy_code=None,
+    shape_bytes=None,
+    num_strings=None,
 ) -> bytes:
     """Pack following docs/guides/format.rst byte by byte, without validation
     (so that invalid fields can be written with a correct CRC)."""
     name = s.model_name.encode("latin-1")
-    code = ("minimal", "official").index(s.padding_policy) if policy_code is None else policy_code
-    out = MAGIC + bytes([version, flags, len(name)]) + name + s.model_digest
-    out += struct.pack(">BHHBBB", s.quality, s.width, s.height, s.channels, s.bit_depth, code)
-    out += struct.pack(">4H", *s.padding) + struct.pack(">2H2H", *s.y_shape, *s.hyper_shape)
-    out += struct.pack(f">B{len(s.checksums)}I", len(s.checksums), *s.checksums)
+    kind = ("dcae", "compressai", "class").index(s.model_kind) if kind_code is None else kind_code
+    code = ("minimal", "official", "multiple").index(s.padding_policy)
+    code = code if policy_code is None else policy_code
+    out = MAGIC + bytes([version, flags, kind, len(name)]) + name + s.model_digest
+    out += struct.pack(">BHHBB", s.quality, s.width, s.height, s.channels, s.bit_depth)
+    out += struct.pack(">BH4H", code, s.pad_multiple, *s.padding)
+    shape = raw_shape(s.shape) if shape_bytes is None else shape_bytes
+    out += struct.pack(">H", len(shape)) + shape
     strings = s.strings if num_strings is None else s.strings[:num_strings]
     out += bytes([len(strings)])
     for string in strings:
@@ -80,44 +120,96 @@ def test_layout_matches_documentation():
     data = pack(s)
     assert data == raw_pack(s)
     assert data[:9] == b"\x89DCAE\r\n\x1a\n"
-    assert data[9] == 2 and data[10] == 0 and data[11] == len("small")
-    header = 9 + 3 + 5 + 32 + 24 + 1 + 4 * 3 + 1
+    assert data[9] == 3 == FORMAT_VERSION and data[10] == 0
+    assert data[11] == 0 and data[12] == len("small")  # kind dcae, name length
+    shape = raw_shape(s.shape)
+    assert encode_shape(s.shape) == shape and len(shape) == 36
+    header = 9 + 4 + 5 + 32 + 7 + 11 + 2 + len(shape) + 1
     assert len(data) == header + (4 + 8) + (4 + 2) + 4
     assert s.payload_bytes == 10
     assert unpack(data) == s
 
 
+def test_user_codec_stream_round_trip():
+    s = make_stream(
+        21,
+        37,
+        "multiple",
+        16,
+        model_kind="class",
+        model_name="my_codecs.nets:Codec.Inner",
+        shape=torch.Size([2, 3]),
+        strings=(b"a", b"", b"ccc"),
+    )
+    assert s.padding == (5, 6, 5, 6) and s.coded_size == (32, 48)
+    back = unpack(pack(s))
+    assert back == s and isinstance(back.shape, torch.Size)
+    assert "class 'my_codecs.nets:Codec.Inner'" in back.describe_model()
+
+
 sides = st.integers(1, 3000)
+ints = st.integers(0, 300)
+shapes = st.recursive(
+    st.none() | ints,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=4).map(tuple)
+        | st.lists(ints, max_size=4).map(torch.Size)
+        | st.dictionaries(st.text("abcxyz_", min_size=1, max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     h=sides,
     w=sides,
-    policy=st.sampled_from(["minimal", "official"]),
+    policy=st.sampled_from(["minimal", "official", "multiple"]),
+    multiple=st.integers(1, 256),
     channels=st.sampled_from([1, 3]),
     quality=st.integers(0, 255),
-    name=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=64),
-    checksums=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=8),
-    strings=st.tuples(st.binary(max_size=64), st.binary(max_size=64)),
+    kind=st.sampled_from(["dcae", "compressai"]),
+    name=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=255),
+    shape=shapes,
+    strings=st.lists(st.binary(max_size=64), min_size=1, max_size=5).map(tuple),
 )
-def test_pack_unpack_round_trip(h, w, policy, channels, quality, name, checksums, strings):
+def test_pack_unpack_round_trip(
+    h, w, policy, multiple, channels, quality, kind, name, shape, strings
+):
     s = make_stream(
         h,
         w,
         policy,
+        multiple,
         channels=channels,
         quality=quality,
+        model_kind=kind,
         model_name=name,
-        checksums=tuple(checksums),
+        shape=shape,
         strings=strings,
     )
-    assert unpack(pack(s)) == s
+    coded_h, coded_w = s.coded_size
+    assume(shape_elements(shape) <= shape_budget(coded_h, coded_w))
+    data = pack(s)
+    assert data == raw_pack(s)
+    back = unpack(data)
+    assert back == s
+    assert type(back.shape) is type(shape) or shape is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes)
+def test_shape_codec_is_canonical(shape):
+    data = encode_shape(shape)
+    assert data == raw_shape(shape)
+    back = decode_shape(data)
+    assert back == shape and encode_shape(back) == data
 
 
 @settings(max_examples=100, deadline=None)
-@given(h=st.integers(1, 5000), w=st.integers(1, 5000))
-def test_official_padding_is_centred_to_multiple(h, w):
+@given(h=st.integers(1, 5000), w=st.integers(1, 5000), multiple=st.integers(1, 4096))
+def test_padding_is_centred_to_multiple(h, w, multiple):
     left, right, top, bottom = policy_padding("official", h, w)
     assert (w + left + right) % OFFICIAL_MULTIPLE == 0
     assert (h + top + bottom) % OFFICIAL_MULTIPLE == 0
@@ -125,11 +217,26 @@ def test_official_padding_is_centred_to_multiple(h, w):
     assert 0 <= top <= bottom <= top + 1
     assert w + left + right < w + OFFICIAL_MULTIPLE
     assert policy_padding("minimal", h, w) == (0, 0, 0, 0)
+    assert policy_padding("multiple", h, w, OFFICIAL_MULTIPLE) == (left, right, top, bottom)
+    left, right, top, bottom = policy_padding("multiple", h, w, multiple)
+    assert (w + left + right) % multiple == 0 and (h + top + bottom) % multiple == 0
+    assert 0 <= left <= right <= left + 1 and 0 <= top <= bottom <= top + 1
 
 
-def test_unknown_policy():
+def test_padding_like_compressai_eval_model():
+    from compressai.ops import compute_padding
+
+    for h, w in [(1, 1), (37, 53), (64, 65), (512, 768), (1000, 333)]:
+        pad, _ = compute_padding(h, w, min_div=64)
+        assert policy_padding("multiple", h, w, 64) == pad
+
+
+def test_unknown_policy_and_bad_multiple():
     with pytest.raises(ValueError, match="padding policy"):
         policy_padding("reflect", 4, 4)
+    for bad in (None, 0, 4097, True):
+        with pytest.raises(ValueError, match="multiple"):
+            policy_padding("multiple", 4, 4, bad)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -161,12 +268,29 @@ def test_every_truncation_is_rejected():
 
 def test_unsupported_version_and_flags():
     s = make_stream()
-    with pytest.raises(FormatError, match="unsupported .dcae format version 3"):
-        unpack(raw_pack(s, version=3))
+    with pytest.raises(FormatError, match="unsupported .dcae format version 4"):
+        unpack(raw_pack(s, version=4))
     with pytest.raises(FormatError, match="format version 1 .*re-encode"):
         unpack(raw_pack(s, version=1))
     with pytest.raises(FormatError, match="flags"):
         unpack(raw_pack(s, flags=4))
+
+
+def v2_file() -> bytes:
+    """A file of format version 2 (dcae 0.1.x), byte by byte as 0.1.x wrote it."""
+    name = b"small"
+    out = MAGIC + bytes([2, 0, len(name)]) + name + bytes(range(32))
+    out += struct.pack(">BHHBBB", 0, 37, 21, 3, 8, 0) + struct.pack(">4H", 0, 0, 0, 0)
+    out += struct.pack(">2H2H", 2, 3, 1, 1) + struct.pack(">B3I", 3, 1, 2, 3)
+    out += bytes([2]) + struct.pack(">I", 8) + b"y-string" + struct.pack(">I", 2) + b"zz"
+    return out + struct.pack(">I", zlib.crc32(out))
+
+
+def test_version_2_files_are_refused_with_what_to_do():
+    with pytest.raises(FormatError, match=r"format version 2 \(dcae 0\.1\.x.*re-encode.*0\.1\.x"):
+        unpack(v2_file())
+    with pytest.raises(FormatError, match="version 2"):
+        dcae.decode(v2_file())
 
 
 def test_length_past_end():
@@ -175,7 +299,7 @@ def test_length_past_end():
     y_len_at = len(data) - 4 - (4 + 2) - (4 + 8)
     assert struct.unpack(">I", data[y_len_at : y_len_at + 4]) == (8,)
     data[y_len_at : y_len_at + 4] = struct.pack(">I", 0xFFFFFFF0)
-    with pytest.raises(FormatError, match=r"string 0 \(y\) declares 4294967280 bytes"):
+    with pytest.raises(FormatError, match=r"string 0 declares 4294967280 bytes"):
         unpack(reseal(bytes(data)))
 
 
@@ -187,20 +311,97 @@ def test_length_past_end():
         (dict(channels=4), {}, "channel count 4"),
         (dict(channels=0), {}, "channel count 0"),
         (dict(bit_depth=16), {}, "bit depth 16"),
-        (dict(y_shape=(3, 2)), {}, "latent shape"),
-        (dict(y_shape=(60000, 60000)), {}, "latent shape"),
-        (dict(hyper_shape=(9, 9)), {}, "hyper-latent shape"),
         (dict(padding=(0, 0, 0, 128)), {}, "padding"),
-        (dict(checksums=()), {}, "slice count 0"),
+        (dict(pad_multiple=128), {}, "multiple 128 does not match the 'minimal'"),
         (dict(model_name="sm\x07ll"), {}, "model name"),
+        (dict(model_name=""), {}, "model name"),
+        (dict(model_kind="class"), {}, "not module:Class"),
+        (dict(), dict(kind_code=3), "model kind code 3"),
         (dict(), dict(policy_code=7), "padding policy code 7"),
-        (dict(), dict(num_strings=1), "expected 2 strings"),
+        (dict(), dict(num_strings=0), "string count 0"),
+        (dict(shape=(60000, 60000, 60000)), {}, "describes more than"),
+        (dict(shape=[(2000,) * 2] * 40), {}, "describes more than"),
+        (dict(shape=1 << 20), {}, "describes more than"),
     ],
 )
 def test_rejects_bad_fields_with_valid_crc(changes, pack_kwargs, message):
     s = dataclasses.replace(make_stream(), **changes)
     with pytest.raises(FormatError, match=message):
         unpack(raw_pack(s, **pack_kwargs))
+
+
+@pytest.mark.parametrize(
+    "shape_bytes, message",
+    [
+        (b"", "truncated"),
+        (b"\x07", "unknown tag 7"),
+        (b"\x01\x80", "truncated"),
+        (b"\x01\x80\x00", "non-canonical"),
+        (b"\x01\xff\xff\xff\xff\xff\x01", "longer than 5 bytes"),
+        (b"\x01\xff\xff\xff\xff\x1f", "exceeds"),
+        (b"\x02\x02\x01\x01", "truncated"),
+        (b"\x02\x41" + b"\x00" * 65, "declares 65 items"),
+        (b"\x01\x01\x00", "after its value"),
+        (b"\x03\x01" * 9 + b"\x00", "deeper"),
+        (b"\x04\x02\x01y\x00\x01y\x00", "repeated dict key"),
+        (b"\x04\x01\x00\x00", "bad or repeated dict key"),
+        (b"\x04\x01\x01\x07\x00", "bad or repeated dict key"),
+        (b"\x04\x01\x05ab", "truncated"),
+        (b"\x05\x01\x00", "torch.Size of non-ints"),
+        (b"\x00" * 1025, "exceeds 1024"),
+    ],
+)
+def test_crafted_shape_fields_are_refused(shape_bytes, message):
+    data = raw_pack(make_stream(), shape_bytes=shape_bytes)
+    with pytest.raises(FormatError, match=message):
+        unpack(data)
+
+
+def test_shape_nodes_are_bounded():
+    many = b"\x03\x40" + (b"\x03\x40" + b"\x00" * 64) * 4  # 1 + 4 * 65 values
+    with pytest.raises(FormatError, match="more than 256 values"):
+        decode_shape(many[: 2 + 4 * 66])
+    with pytest.raises(ValueError, match="too deep or too large"):
+        encode_shape([[None] * 64] * 4)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (1.5, "float"),
+        ((1, True), "bool"),
+        ({"y": torch.zeros(2)}, "Tensor"),
+        ({1: 2}, "key"),
+        ({"": 2}, "key"),
+        ((-1,), "not in 0"),
+        (tuple(range(65)), "65 items"),
+    ],
+)
+def test_encode_shape_refuses_what_it_cannot_store(shape, message):
+    with pytest.raises(ValueError, match=message):
+        encode_shape(shape)
+
+
+def test_shape_budget_follows_the_image_size():
+    assert shape_elements({"y": (320, 32, 48), "hyper": (8, 12), "image": (512, 768)}) == (
+        320 * 32 * 48 + 8 * 12 + 512 * 768
+    )
+    assert shape_elements([None, 5, [(2, 3), 4]]) == 15
+    assert shape_budget(1, 1) == 1 << 16
+    assert shape_budget(512, 768) == 16 * 512 * 768
+    big = make_stream(64, 64, shape=(320, 64, 64))  # 320 elements per pixel: refused
+    with pytest.raises(FormatError, match="describes more than 65536 elements"):
+        pack(big)
+
+
+def test_multiple_policy_checks_its_padding():
+    s = make_stream(21, 37, "multiple", 16)
+    assert unpack(pack(s)) == s
+    bad = dataclasses.replace(s, padding=(6, 5, 5, 6))
+    with pytest.raises(FormatError, match="does not match the 'multiple' policy"):
+        unpack(raw_pack(bad))
+    with pytest.raises(FormatError, match="not in 1..4096"):
+        unpack(raw_pack(dataclasses.replace(s, pad_multiple=0, padding=(0, 0, 0, 0))))
 
 
 def test_official_padding_must_match_policy():
@@ -211,13 +412,13 @@ def test_official_padding_must_match_policy():
 
 
 def test_absurd_sizes_are_bounded():
-    big = make_stream(65535, 65535)
+    big = make_stream(65535, 65535, shape=(3, 3))
     with pytest.raises(FormatError, match="exceeds max_pixels"):
         unpack(pack(big))
     assert big.width * big.height > DEFAULT_MAX_PIXELS
     assert unpack(pack(big), max_pixels=None).width == 65535
     with pytest.raises(FormatError, match="padded size"):
-        pack(make_stream(65535, 65535, "official"))
+        pack(make_stream(65535, 65535, "official", shape=(3, 3)))
 
 
 def test_unpack_rejects_non_bytes():

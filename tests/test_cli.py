@@ -235,7 +235,7 @@ def test_help_lists_options(capsys):
         main(["compress", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--checkpoint", "--quality", "--force", "--padding"):
+    for flag in ("--checkpoint", "--quality", "--force", "--padding", "--model"):
         assert flag in out
     with pytest.raises(SystemExit):
         main(["compress", "x.png", "--quality", "1", "--checkpoint", "m.pt"])

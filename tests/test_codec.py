@@ -89,7 +89,7 @@ def test_round_trip_edge_sizes(small_model, h, w):
 def test_round_trip_long_thin_images(small_model, h, w):
     img = random_image(h, w)
     data = encode(img, model=small_model)
-    assert unpack(data).y_shape == (-(-h // 16), -(-w // 16))
+    assert unpack(data).shape["y"][-2:] == (-(-h // 16), -(-w // 16))
     assert decode(data, model=small_model).size == (w, h)
 
 
@@ -104,7 +104,8 @@ def test_minimal_padding_never_codes_more_latent_than_official(small_model):
     img = random_image(70, 33)
     s_min = unpack(encode(img, model=small_model, padding="minimal"))
     s_off = unpack(encode(img, model=small_model, padding="official"))
-    assert s_min.y_shape == (5, 3) and s_off.y_shape == (8, 8)
+    assert s_min.shape["y"][-2:] == (5, 3) and s_off.shape["y"][-2:] == (8, 8)
+    assert s_min.shape["image"] == (70, 33) and s_off.shape["image"] == (128, 128)
     assert s_off.padding == (47, 48, 29, 29)
 
 
@@ -167,7 +168,11 @@ def _with_transparency() -> Image.Image:
         (lambda: torch.full((3, 8, 8), float("nan")), r"\[0, 1\]"),
         (lambda: torch.rand(4, 8, 8), "expected a tensor"),
         (lambda: torch.rand(2, 3, 8, 8), "expected a tensor"),
-        (lambda: torch.zeros(3, 8, 8, dtype=torch.uint8), "float tensor"),
+        (lambda: torch.zeros(3, 8, 8, dtype=torch.uint8), r"float tensor.*uint8.*/ 255"),
+        (lambda: torch.zeros(1, 3, 8, 8, dtype=torch.int64), "float tensor"),
+        (lambda: torch.rand(3, 8, 8) * 255, r"0\.\.255\? divide by 255"),
+        (lambda: torch.rand(8, 8, 3), "expected a tensor"),
+        (lambda: torch.rand(1, 8, 8, 3), "permute"),
         (lambda: torch.rand(3, 0, 8), "size"),
     ],
 )
@@ -272,13 +277,28 @@ def reseal(data: bytes) -> bytes:
     return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
 
 
-def test_tampered_checksum_names_the_slice(small_model):
+def test_strings_in_the_wrong_order_are_detected(small_model):
     stream = unpack(encode(random_image(30, 30), model=small_model))
-    sums = list(stream.checksums)
-    sums[1] ^= 1
-    data = pack(dataclasses.replace(stream, checksums=tuple(sums)))
-    with pytest.raises(DecodingError, match="slice 1 "):
+    data = pack(dataclasses.replace(stream, strings=stream.strings[::-1]))
+    with pytest.raises(DecodingError):
         decode(data, model=small_model)
+
+
+def test_dcae_shape_must_fit_the_image(small_model):
+    """A DCAE file's shape follows from its image size: any other is refused
+    before decoding (here with a valid CRC)."""
+    stream = unpack(encode(random_image(30, 30), model=small_model))
+    y = stream.shape["y"]
+    for shape in (
+        {**stream.shape, "y": (*y[:-2], y[-2] + 1, y[-1])},
+        {**stream.shape, "hyper": (2, 2)},
+        {**stream.shape, "image": (16, 16)},
+        {"y": y},
+        (1, 2),
+    ):
+        data = pack(dataclasses.replace(stream, shape=shape))
+        with pytest.raises(FormatError, match="does not fit a DCAE model"):
+            decode(data, model=small_model)
 
 
 def test_tampered_y_string_is_detected(small_model):

@@ -3,7 +3,9 @@
 ``IN`` is an image file (``OUT`` defaults to ``IN`` with the suffix
 ``.dcae``) or a directory (every image in it, not recursive; ``OUT`` is then
 a directory, default ``IN``).  Outputs are written atomically and never
-overwritten without ``--force``.
+overwritten without ``--force``.  The model is a shipped one (``--quality``),
+a DCAE checkpoint, or any CompressAI model: ``--model module:Class|NAME
+--checkpoint PATH``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from pathlib import Path
 
 from ..bitstream import PADDING_POLICIES
 from ..codec import encode, open_image, resolve_model
-from .jobs import check_outputs, collect_jobs, exit_status, run_jobs, write_atomic
+from .jobs import (
+    add_model_argument,
+    check_outputs,
+    collect_jobs,
+    exit_status,
+    run_jobs,
+    write_atomic,
+)
 
 __all__ = [
     "HELP",
@@ -39,15 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model = parser.add_mutually_exclusive_group()
     model.add_argument(
-        "--checkpoint", type=Path, help="model checkpoint (dcae or official layout)"
+        "--checkpoint",
+        type=Path,
+        help="model checkpoint (DCAE: dcae or official layout; another codec: with --model)",
     )
     model.add_argument("--quality", type=int, help="quality of the shipped model (1 = lowest)")
+    add_model_argument(parser)
     parser.add_argument(
         "--padding",
         choices=PADDING_POLICIES,
-        default="minimal",
-        help="minimal: latent ceil(H/16) x ceil(W/16); official: pad to a multiple of 128 "
-        "(default: %(default)s)",
+        help="minimal: no padding (DCAE's default); official: centred to a multiple of 128; "
+        "multiple: centred to a multiple of the model's downsampling factor (the default "
+        "of other models, as CompressAI's eval_model)",
     )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -57,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
     jobs, is_dir = collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
     check_outputs(jobs, args.force)
-    model, quality = resolve_model(quality=args.quality, checkpoint=args.checkpoint)
+    model, quality = resolve_model(
+        quality=args.quality, checkpoint=args.checkpoint, name=args.model
+    )
     totals = {"bytes": 0, "pixels": 0}
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:

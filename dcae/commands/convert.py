@@ -15,21 +15,31 @@ and writes it in the requested one:
 
 Every conversion is exact (tensors are copied, never recomputed).  The result
 is checked by building the model it describes unless ``--no-verify``.
+
+A checkpoint of another codec (``--model module:Class|NAME``) converts to the
+``dcae`` layout only: the model is loaded (:func:`dcae.loading.load_model`:
+wrappers and ``module.`` prefixes removed), its CDF tables built with
+``update(force=True)``, and ``{"architecture": NAME, "state_dict": ...}``
+written (:func:`dcae.loading.save_model`), ready for every dcae tool.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
 from ..errors import DCAEError, ModelMismatchError
+from .jobs import add_model_argument
 
 __all__ = ["HELP", "add_arguments", "convert_file", "run"]
 
-HELP = "convert a checkpoint between the dcae, official and CompressAI-port layouts"
+HELP = (
+    "convert a checkpoint between the dcae, official and CompressAI-port layouts "
+    "(another codec's checkpoint: --model, to the dcae layout with CDF tables)"
+)
 
 LAYOUTS = ("dcae", "official", "compressai")
 
@@ -47,20 +57,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip building a model from the result (faster for the paper model)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    add_model_argument(parser)
 
 
 def convert_file(
-    src: Path, dst: Path, to: str = "dcae", verify: bool = True, force: bool = False
+    src: Path,
+    dst: Path,
+    to: str = "dcae",
+    verify: bool = True,
+    force: bool = False,
+    model: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Convert checkpoint ``src`` to layout ``to`` and write it to ``dst``.
 
-    Returns a summary: source and target layouts, number of tensors, config.
+    Returns a summary: source and target layouts, number of tensors, config
+    (``None`` for another codec than DCAE).
+
+    Args:
+        model: the checkpoint's model when it is not DCAE (``module:Class`` or
+            a CompressAI name); only ``to="dcae"`` is possible then.
 
     Raises:
         DCAEError: unreadable input, unknown layout, or ``dst`` exists
             without ``force``.
     """
     from ..convert import config_of, detect_layout, to_layout
+    from ..loading import resolve_class
     from ..model import DCAEModel
     from ..pretrained import read_checkpoint
 
@@ -71,8 +93,15 @@ def convert_file(
         raise DCAEError(f"{src} does not exist")
     if dst.exists() and not force:
         raise DCAEError(f"{dst} exists; pass --force to overwrite it")
+    if model is not None and not issubclass(resolve_class(model), DCAEModel):
+        return _convert_codec(src, dst, to, model)
     obj = {"state_dict": read_checkpoint(src)["state_dict"]}  # any layout, shipped files too
-    source = detect_layout(obj)
+    try:
+        source = detect_layout(obj)
+    except ModelMismatchError as e:
+        raise ModelMismatchError(
+            f"{src}: {e}; a checkpoint of another codec needs --model module:Class|NAME"
+        ) from e
     sd = to_layout(obj, to)
     cfg = config_of(sd)
     if verify:
@@ -92,11 +121,36 @@ def convert_file(
     return {"from": source, "to": to, "tensors": len(sd), "config": cfg}
 
 
+def _convert_codec(src: Path, dst: Path, to: str, name: str) -> Dict[str, Any]:
+    from ..loading import load_model, save_model
+
+    if to != "dcae":
+        raise DCAEError(
+            f"--to {to} is a layout of DCAE checkpoints; a {name} checkpoint converts "
+            "--to dcae only"
+        )
+    net = load_model(src, name)  # checks that the weights fit, builds CDF tables
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_model(net, dst, name)
+    return {"from": name, "to": to, "tensors": len(net.state_dict()), "config": None}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``dcae convert``; returns 0."""
     info = convert_file(
-        args.input, args.output, to=args.to, verify=not args.no_verify, force=args.force
+        args.input,
+        args.output,
+        to=args.to,
+        verify=not args.no_verify,
+        force=args.force,
+        model=args.model,
     )
+    if info["config"] is None:
+        print(
+            f"{args.input} ({info['from']}) -> {args.output} (dcae layout with CDF tables), "
+            f"{info['tensors']} tensors"
+        )
+        return 0
     print(
         f"{args.input} ({info['from']} layout) -> {args.output} ({info['to']} layout), "
         f"{info['tensors']} tensors, M={info['config'].M}, "

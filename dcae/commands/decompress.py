@@ -3,7 +3,8 @@
 ``IN`` is a ``.dcae`` file (``OUT`` defaults to ``IN`` with the suffix
 ``.png``; any format Pillow writes is chosen by ``OUT``'s suffix) or a
 directory of them (``OUT`` is then a directory, default ``IN``).  The model is
-the shipped one whose weights digest matches the file, or ``--checkpoint``.
+the shipped one whose weights digest matches the file, or ``--checkpoint``
+(with ``--model module:Class|NAME`` for a codec other than DCAE).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from PIL import Image
 from ..bitstream import DEFAULT_MAX_PIXELS
 from ..codec import decode, read_stream, resolve_model
 from ..errors import DCAEError
-from .jobs import check_outputs, collect_jobs, exit_status, run_jobs, write_atomic
+from .jobs import (
+    add_model_argument,
+    check_outputs,
+    collect_jobs,
+    exit_status,
+    run_jobs,
+    write_atomic,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -39,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="model checkpoint that wrote the files (default: the matching shipped model)",
     )
+    add_model_argument(parser)
     parser.add_argument(
         "--max-pixels",
         type=int,
@@ -63,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for _, dst in jobs:
         _format_for(dst)
     model = None
-    if args.checkpoint is not None:
-        model, _ = resolve_model(checkpoint=args.checkpoint)
+    if args.checkpoint is not None or args.model is not None:
+        model, _ = resolve_model(checkpoint=args.checkpoint, name=args.model)
     max_pixels = args.max_pixels or None
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:

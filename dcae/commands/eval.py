@@ -1,6 +1,7 @@
 """``dcae eval DIR``: rate-distortion report of dcae against JPEG, WebP and anchors.
 
-Evaluates the shipped models (or ``--checkpoint`` files) with real entropy
+Evaluates the shipped models (or ``--checkpoint`` files: DCAE, or any
+CompressAI model with ``--model module:Class|NAME``) with real entropy
 coding on every image in ``DIR``, sweeps Pillow JPEG and WebP over qualities
 on the same images, and writes CompressAI results JSON, a per-image CSV, a
 BD-rate table and an RD plot to ``--output``. See :mod:`dcae.evaluate`.
@@ -19,6 +20,7 @@ import torch
 from ..errors import DCAEError
 from ..evaluate import run_evaluation
 from ..report import find_anchors_dir
+from .jobs import add_model_argument
 
 __all__ = ["DEFAULT_JPEG_QUALITIES", "DEFAULT_WEBP_QUALITIES", "HELP", "add_arguments", "run"]
 
@@ -57,13 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="evaluate these checkpoints (one rate point each) instead of the shipped models",
     )
+    add_model_argument(parser)
     parser.add_argument(
         "--qualities",
         type=_int_list,
         help="shipped qualities to evaluate, e.g. 1,2,3 (default: all)",
     )
     parser.add_argument(
-        "--name", default="dcae", help="name of the dcae curve (default: %(default)s)"
+        "--name", help="name of the evaluated curve (default: dcae, or the --model name)"
     )
     parser.add_argument(
         "--jpeg-qualities",
@@ -107,8 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torch.nn.Module]]]:
-    from ..pretrained import available_qualities, load_checkpoint, load_pretrained
+    from ..loading import load_model, resolve_class
+    from ..pretrained import available_qualities, load_pretrained
 
+    if args.model is not None:
+        if not args.checkpoint:
+            raise DCAEError(f"--model {args.model} needs --checkpoint PATH ... (its weights)")
+        resolve_class(args.model)  # fail before any work
     if args.checkpoint:
         if args.qualities:
             raise DCAEError("--qualities selects shipped models; it cannot go with --checkpoint")
@@ -121,7 +129,7 @@ def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torc
             while label in seen:
                 label += "'"
             seen.add(label)
-            points.append((label, functools.partial(load_checkpoint, path)))
+            points.append((label, functools.partial(load_model, path, args.model)))
         return points
     shipped = available_qualities()
     if not shipped:
@@ -159,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         args.directory,
         args.output,
         points,
-        name=args.name,
+        name=args.name or args.model or "dcae",
         jpeg_qualities=args.jpeg_qualities,
         webp_qualities=args.webp_qualities,
         anchors_dir=anchors,

@@ -5,6 +5,7 @@ leave a partial or lost file."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Callable, List, Optional, Tuple, Union
 from ..errors import DCAEError
 
 __all__ = [
+    "add_model_argument",
     "check_outputs",
     "collect_jobs",
     "exit_status",
@@ -22,6 +24,17 @@ __all__ = [
     "run_jobs",
     "write_atomic",
 ]
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model module:Class|NAME``: the model class of ``--checkpoint``."""
+    parser.add_argument(
+        "--model",
+        metavar="module:Class|NAME",
+        help="the model of --checkpoint when it is not DCAE: your CompressionModel as "
+        "module:Class (importable; the current folder is searched too) or a CompressAI "
+        "model name such as bmshj2018-factorized",
+    )
 
 
 def progress_prefix(i: int, n: int, width: int = 20) -> str:
