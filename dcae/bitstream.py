@@ -3,7 +3,7 @@
 The byte layout is documented in ``docs/guides/format.rst``; in short (all
 integers big-endian)::
 
-    magic(9) version(1)=3 flags(1)
+    magic(9) version(1)=3 flags(1)         # bit 0: portable coding (DCAE only)
     model_kind(1) name_len(1) name(name_len) digest(32)
     quality(1) width(2) height(2) channels(1) bit_depth(1)
     policy(1) multiple(2) pad_left(2) pad_right(2) pad_top(2) pad_bottom(2)
@@ -34,6 +34,7 @@ from .errors import FormatError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "FLAG_PORTABLE",
     "FORMAT_VERSION",
     "HYPER_STRIDE",
     "LATENT_STRIDE",
@@ -54,6 +55,9 @@ __all__ = [
     "shape_elements",
     "unpack",
 ]
+
+#: flag bit: the strings were coded in DCAE's portable mode
+FLAG_PORTABLE = 0x01
 
 MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
@@ -403,6 +407,8 @@ class Bitstream:
         padding: ``(left, right, top, bottom)`` pixels added before coding.
         shape: the ``shape`` the model's ``compress`` returned.
         strings: the entropy-coded strings, one per list ``compress`` returned.
+        portable: the strings were coded in DCAE's portable mode
+            (``compress(..., portable=True)``); flag bit 0.
     """
 
     model_kind: str
@@ -418,6 +424,7 @@ class Bitstream:
     padding: Tuple[int, int, int, int]
     shape: Any
     strings: Tuple[bytes, ...]
+    portable: bool = False
 
     @property
     def coded_size(self) -> Tuple[int, int]:
@@ -441,6 +448,8 @@ class Bitstream:
         Raises:
             FormatError: naming the first bad field.
         """
+        if self.portable and self.model_kind != "dcae":
+            raise FormatError("portable coding is a DCAE mode; the model is not DCAE")
         if self.model_kind not in MODEL_KINDS:
             raise FormatError(f"unknown model kind {self.model_kind!r}")
         if not isinstance(self.model_digest, bytes) or len(self.model_digest) != DIGEST_SIZE:
@@ -514,7 +523,10 @@ def pack(stream: Bitstream) -> bytes:
     name = stream.model_name.encode("ascii")
     shape = encode_shape(stream.shape)
     out = bytearray(MAGIC)
-    out += struct.pack(">BBBB", FORMAT_VERSION, 0, MODEL_KINDS.index(stream.model_kind), len(name))
+    flags = FLAG_PORTABLE if stream.portable else 0
+    out += struct.pack(
+        ">BBBB", FORMAT_VERSION, flags, MODEL_KINDS.index(stream.model_kind), len(name)
+    )
     out += name
     out += stream.model_digest
     out += _FIXED.pack(
@@ -635,10 +647,12 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
             f"CRC32 mismatch (stored {stored_crc:08x}, computed {actual_crc:08x}): "
             "the file is corrupted"
         )
-    if flags != 0:
-        raise FormatError(f"unknown flags 0x{flags:02x} (reserved, must be 0)")
+    if flags & ~FLAG_PORTABLE:
+        raise FormatError(f"unknown flags 0x{flags:02x} (only bit 0, portable, is defined)")
     if kind >= len(MODEL_KINDS):
         raise FormatError(f"unknown model kind code {kind}")
+    if flags & FLAG_PORTABLE and MODEL_KINDS[kind] != "dcae":
+        raise FormatError("the portable flag is set for a model that is not DCAE")
     try:
         model_name = name_raw.decode("ascii")
     except UnicodeDecodeError:
@@ -660,6 +674,7 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         padding=tuple(fixed[7:11]),  # type: ignore[arg-type]
         shape=decode_shape(shape_raw),
         strings=tuple(strings),
+        portable=bool(flags & FLAG_PORTABLE),
     )
     stream.validate(max_pixels=max_pixels)
     return stream

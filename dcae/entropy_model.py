@@ -22,13 +22,16 @@ from torch import Tensor, nn
 from .dictionary import DictionaryCrossAttention
 from .errors import DCAEError
 from .slice_coders import (
+    PORTABLE_GRID_BITS,
     QUANTIZERS,
     Decoder,
     Encoder,
     Estimator,
     SliceCoder,
     check_bytes,
+    float64_copy,
     round_around_means,
+    snap,
 )
 
 __all__ = [
@@ -360,12 +363,16 @@ class DCAEEntropyModel(LatentCodec):
         means, scales = self.gaussian_params(i, support, spatial_ctx)
         return means, scales, support
 
-    def residual(self, i: int, support: Tensor, y_hat_slice: Tensor) -> Tensor:
-        """Latent residual prediction ``0.5 * tanh(LRP([X_i, F_i, y_hat_i]))``."""
+    def residual(
+        self, i: int, support: Tensor, y_hat_slice: Tensor, grid: Optional[int] = None
+    ) -> Tensor:
+        """Latent residual prediction ``0.5 * tanh(LRP([X_i, F_i, y_hat_i]))``
+        added to ``y_hat_i`` (snapped to multiples of ``2^-grid`` if given)."""
         if not self.lrp:
             return y_hat_slice
         lrp = self.lrp_transforms[i](torch.cat([support, y_hat_slice], dim=1))
-        return y_hat_slice + 0.5 * torch.tanh(lrp)
+        delta = 0.5 * torch.tanh(lrp)
+        return y_hat_slice + (delta if grid is None else snap(delta, grid))
 
     def run_slices(
         self,
@@ -373,6 +380,7 @@ class DCAEEntropyModel(LatentCodec):
         hw: Tuple[int, int],
         coder: SliceCoder,
         final_residual: bool = True,
+        grid: Optional[int] = None,
     ) -> Tensor:
         """The one slice loop of Eq. (4): for each slice, its support, its
         Gaussian parameters per pass, the ``coder`` (estimate, encode or
@@ -380,6 +388,8 @@ class DCAEEntropyModel(LatentCodec):
 
         ``final_residual=False`` skips the latent residual prediction of the
         last slice, which no later slice needs (the result then lacks it).
+        ``grid`` snaps the means and the residual predictions to multiples of
+        ``2^-grid`` (portable coding).
         """
         self._check_side_params(side_params, hw)
         # contiguous tensors everywhere: convolution kernels are chosen by memory
@@ -395,12 +405,14 @@ class DCAEEntropyModel(LatentCodec):
                 if y_hat_slice is not None:
                     spatial_ctx = self.context_prediction[i](y_hat_slice)
                 means, scales = self.gaussian_params(i, support, spatial_ctx)
+                if grid is not None:
+                    means = snap(means, grid)
                 coded = coder.code(i, means, scales, mask).contiguous()
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
             coder.end_slice(i)
             assert y_hat_slice is not None
             if final_residual or i < self.num_slices - 1:
-                y_hat_slice = self.residual(i, support, y_hat_slice)
+                y_hat_slice = self.residual(i, support, y_hat_slice, grid)
             y_hat_slices.append(y_hat_slice)
         return torch.cat(y_hat_slices, dim=1)
 
@@ -480,21 +492,51 @@ class DCAEEntropyModel(LatentCodec):
         """Check bytes in every string (see :mod:`dcae.slice_coders`)."""
         return check_bytes(self.num_slices)
 
+    def coding_copy(self, portable: bool) -> Tuple[DCAEEntropyModel, Optional[int]]:
+        """``(model, grid)`` that codes: this model and no grid, or for
+        portable coding a float64 copy of it and :data:`PORTABLE_GRID_BITS`.
+
+        The copy is made per call (no cache that could go stale when the
+        weights change), runs eager (compiled submodules are unwrapped) and
+        shares ``recorded_params`` with this model.
+        """
+        if not portable:
+            return self, None
+        em = float64_copy(self)
+        em.recorded_params = self.recorded_params
+        return em, PORTABLE_GRID_BITS
+
     def compress(
-        self, y: Tensor, side_params: Tensor, return_y_hat: bool = True
+        self,
+        y: Tensor,
+        side_params: Tensor,
+        return_y_hat: bool = True,
+        *,
+        portable: bool = False,
     ) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape": (C, H, W),
         "y_hat"}``, one self-checking string per sample.
 
         ``return_y_hat=False`` leaves ``y_hat`` out and skips the work only it
-        needs (the last slice's residual prediction), as an encoder may."""
+        needs (the last slice's residual prediction), as an encoder may.
+
+        ``portable=True`` computes every entropy parameter in float64 with
+        the means and residual predictions snapped to a ``2^-16`` grid, so that
+        any backend, thread count, compiler, CPU or GPU decodes the strings
+        (decode them with ``portable=True`` too; see the format guide).  Give
+        it ``side_params`` computed in float64 as well (``DCAEModel`` does).
+        """
         self._check_y(y)
         self.recorded_params.clear()
-        coder = Encoder(self, y)
-        y_hat = self.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat)
+        em, grid = self.coding_copy(portable)
+        dtype = self.dictionary.dtype
+        if portable:
+            y, side_params = y.double(), side_params.double()
+        coder = Encoder(em, y, portable)
+        y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, grid)
         out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
-            out["y_hat"] = y_hat
+            out["y_hat"] = y_hat.to(dtype)
         return out
 
     def decompress(
@@ -502,10 +544,12 @@ class DCAEEntropyModel(LatentCodec):
         strings: List[List[bytes]],
         shape: Sequence[int],
         side_params: Tensor,
+        *,
+        portable: bool = False,
     ) -> Dict[str, Any]:
         """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` (one string per
         sample, as :meth:`compress` returns them) and the latent ``shape``
-        (``(C, H, W)`` or ``(H, W)``).
+        (``(C, H, W)`` or ``(H, W)``); ``portable`` as given to :meth:`compress`.
 
         Raises:
             DecodingError: a string does not verify (wrong model, shape, slice
@@ -517,8 +561,13 @@ class DCAEEntropyModel(LatentCodec):
         y_strings = self._check_strings(strings, side_params)
         c, hh, ww = self._check_shape(shape)
         self.recorded_params.clear()
-        coder = Decoder(self, y_strings, (c, hh, ww))
-        return {"y_hat": self.run_slices(side_params, (hh, ww), coder)}
+        em, grid = self.coding_copy(portable)
+        dtype = self.dictionary.dtype
+        if portable:
+            side_params = side_params.double()
+        coder = Decoder(em, y_strings, (c, hh, ww), portable)
+        y_hat = em.run_slices(side_params, (hh, ww), coder, grid=grid)
+        return {"y_hat": y_hat.to(dtype)}
 
     def _check_strings(self, strings: Any, side_params: Tensor) -> List[bytes]:
         if isinstance(strings, (bytes, bytearray)) or not isinstance(strings, (list, tuple)):

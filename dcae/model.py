@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .config import DCAEConfig, get_config
 from .entropy_model import DCAEEntropyModel
 from .layers import DownsampleStack, SwinStage, UpsampleStack
-from .slice_coders import guard, round_around_means
+from .slice_coders import float64_copy, guard, round_around_means
 
 __all__ = ["DCAEModel", "HyperSynthesis"]
 
@@ -96,6 +96,53 @@ class _HyperLatentCodec(HyperLatentCodec):
         z_hat = round_around_means(z, self.entropy_bottleneck._get_medians()).contiguous()
         return {"likelihoods": {"z": z_likelihoods}, "params": self.h_s(z_hat)}
 
+    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+        z = self.h_a(y)
+        shape = z.size()[-2:]
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        return {
+            "strings": [z_strings],
+            "shape": shape,
+            "params": self.side_params(z_hat, portable),
+        }
+
+    def decompress(
+        self, strings: List[List[bytes]], shape: Tuple[int, int], *, portable: bool = False
+    ) -> Dict[str, Any]:
+        (z_strings,) = strings
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        return {"params": self.side_params(z_hat, portable)}
+
+    def side_params(self, z_hat: Tensor, portable: bool = False) -> Tensor:
+        """``h_s(z_hat)``; in float64 (a per-call copy of ``h_s``) for portable coding."""
+        if not portable:
+            return self.h_s(z_hat)
+        return float64_copy(self.h_s)(z_hat.double())
+
+
+class _HyperpriorLatentCodec(HyperpriorLatentCodec):
+    """CompressAI's ``HyperpriorLatentCodec`` that passes the coding mode
+    (``portable``) to both of its codecs."""
+
+    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+        hyper_out = self.hyper.compress(y, portable=portable)
+        y_out = self.y.compress(y, hyper_out["params"], portable=portable)
+        [z_strings] = hyper_out["strings"]
+        return {
+            "strings": [*y_out["strings"], z_strings],
+            "shape": {"y": y_out["shape"], "hyper": hyper_out["shape"]},
+            "y_hat": y_out["y_hat"],
+        }
+
+    def decompress(
+        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
+    ) -> Dict[str, Any]:
+        *y_strings, z_strings = strings
+        hyper_out = self.hyper.decompress([z_strings], shape["hyper"], portable=portable)
+        y_out = self.y.decompress(y_strings, shape["y"], hyper_out["params"], portable=portable)
+        return {"y_hat": y_out["y_hat"]}
+
 
 class DCAEModel(SimpleVAECompressionModel):
     """The DCAE codec (Lu et al., "Learned Image Compression with
@@ -143,7 +190,7 @@ class DCAEModel(SimpleVAECompressionModel):
             lrp=cfg.lrp,
             spatial_context=cfg.spatial_context,
         )
-        self.latent_codec = HyperpriorLatentCodec(
+        self.latent_codec = _HyperpriorLatentCodec(
             latent_codec={
                 "y": entropy_model,
                 "hyper": _HyperLatentCodec(
@@ -205,11 +252,16 @@ class DCAEModel(SimpleVAECompressionModel):
         x_hat = self._transform(self.g_s, y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
-    def compress(self, x: Tensor) -> Dict[str, Any]:
+    def compress(self, x: Tensor, *, portable: bool = False) -> Dict[str, Any]:
         """``{"strings": [y_strings, z_strings], "shape"}``, one string per
         sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
         the ``hyper`` latent shape ``(h, w)`` and the image size.  The ``y``
         strings check themselves (:class:`~dcae.DCAEEntropyModel`).
+
+        ``portable=True`` computes the entropy parameters (``h_s`` and the
+        entropy model) in float64 with snapped means so that the strings decode
+        on any backend, thread count, compiler or device; decode them with
+        ``portable=True`` too (the ``.dcae`` header records it).
 
         Raises:
             TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
@@ -217,7 +269,7 @@ class DCAEModel(SimpleVAECompressionModel):
         """
         self._check_image(x, coding=True)
         y = self._transform(self.g_a, x)
-        out = self.latent_codec.compress(y)
+        out = self.latent_codec.compress(y, portable=portable)
         shape = {
             "y": tuple(int(v) for v in out["shape"]["y"]),
             "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
@@ -226,9 +278,10 @@ class DCAEModel(SimpleVAECompressionModel):
         return {"strings": out["strings"], "shape": shape}
 
     def decompress(
-        self, strings: List[List[bytes]], shape: Mapping[str, Any]
+        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
     ) -> Dict[str, Tensor]:
-        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present.
+        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present;
+        ``portable`` as given to :meth:`compress`.
 
         Raises:
             DecodingError: a ``y`` string does not verify (other weights, a
@@ -255,7 +308,7 @@ class DCAEModel(SimpleVAECompressionModel):
             raise TypeError("z strings must be bytes")
         z_symbols = self.config.z_channels * hyper[0] * hyper[1]
         z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
-        out = self.latent_codec.decompress([y_strings, z_guarded], shape)
+        out = self.latent_codec.decompress([y_strings, z_guarded], shape, portable=portable)
         x_hat = self._transform(self.g_s, out["y_hat"]).clamp_(0, 1)
         image = shape.get("image")
         if image is not None:

@@ -39,13 +39,14 @@ on agrees by chance: at most ``2^-24`` (a drift in the last slice only), and
 
 from __future__ import annotations
 
+import copy
 import struct
 import zlib
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import DecodingError
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .entropy_model import DCAEEntropyModel
 
 __all__ = [
+    "PORTABLE_GRID_BITS",
     "QUANTIZERS",
     "Decoder",
     "Encoder",
@@ -61,7 +63,9 @@ __all__ = [
     "check_bytes",
     "guard",
     "pack_checks",
+    "float64_copy",
     "round_around_means",
+    "snap",
     "string_seed",
     "symbol_crc",
     "unpack_checks",
@@ -69,6 +73,9 @@ __all__ = [
 
 #: values of ``DCAEEntropyModel(quantizer=...)``: how ``y_hat`` is formed in training
 QUANTIZERS = ("ste", "noise")
+
+#: portable coding snaps means and latent residual predictions to multiples of 2^-this
+PORTABLE_GRID_BITS = 16
 
 _SLICE_CHECK_BITS = 4
 _LAST_CHECK_BITS = 24
@@ -101,6 +108,33 @@ def round_around_means(y: Tensor, means: Tensor) -> Tensor:
     return _RoundAroundMeans.apply(y, means)
 
 
+def float64_copy(module: nn.Module) -> nn.Module:
+    """A float64 copy of ``module`` for portable coding, with every
+    ``torch.compile`` wrapper inside it replaced by the eager module it wraps
+    (portable coding runs one canonical computation; compiling is a speed
+    choice that must not change symbols).  Made per call: no cache can go
+    stale when the weights change."""
+    # a plain (not inference-mode) copy: attention caches read version counters
+    with torch.inference_mode(False), torch.no_grad():
+        copied = copy.deepcopy(_eager(module))
+        for child in list(copied.modules()):
+            for attr, sub in list(child._modules.items()):
+                if sub is not None and hasattr(sub, "_orig_mod"):
+                    child._modules[attr] = sub._orig_mod
+        return copied.to(torch.float64)
+
+
+def _eager(module: nn.Module) -> nn.Module:
+    return getattr(module, "_orig_mod", module)
+
+
+def snap(t: Tensor, bits: int) -> Tensor:
+    """``t`` rounded to the nearest multiple of ``2^-bits`` (exact in float64
+    for ``|t| < 2^(52 - bits)``, half to even)."""
+    scale = float(2**bits)
+    return torch.round(t * scale) / scale
+
+
 # ------------------------------------------------------------------ string checks
 def symbol_crc(symbols: Tensor, crc: int) -> int:
     """CRC32 of integer symbols (one sample, one slice) as little-endian int32,
@@ -109,11 +143,14 @@ def symbol_crc(symbols: Tensor, crc: int) -> int:
     return zlib.crc32(data, crc) & 0xFFFFFFFF
 
 
-def string_seed(shape: Tuple[int, int, int], slice_sizes: Sequence[int], passes: int) -> int:
-    """The CRC seed of a string: the latent ``(C, H, W)``, the slice layout and
-    the number of coding passes per slice."""
+def string_seed(
+    shape: Tuple[int, int, int], slice_sizes: Sequence[int], passes: int, portable: bool = False
+) -> int:
+    """The CRC seed of a string: the latent ``(C, H, W)``, the slice layout,
+    the number of coding passes per slice and the coding mode (portable or
+    not), so a string decoded in the other mode never verifies."""
     c, h, w = (int(v) for v in shape)
-    head = struct.pack(">III", c, h, w) + struct.pack(
+    head = struct.pack(">IIIB", c, h, w, int(portable)) + struct.pack(
         f">I{len(slice_sizes)}IB", len(slice_sizes), *slice_sizes, passes
     )
     return zlib.crc32(_SEED_TAG + head) & 0xFFFFFFFF
@@ -218,10 +255,12 @@ class _SymbolCoder(SliceCoder):
     """Shared bookkeeping of the encoder and decoder: CDF tables, the symbols
     of the slice being coded, the running CRC of every sample."""
 
-    def __init__(self, em: DCAEEntropyModel, shape: Tuple[int, int, int], batch: int):
+    def __init__(
+        self, em: DCAEEntropyModel, shape: Tuple[int, int, int], batch: int, portable: bool
+    ):
         self.em = em
         self.tables = em.coding_tables()
-        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice)
+        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, portable)
         self.crc = [seed] * batch
         self.symbols: Optional[Tensor] = None
 
@@ -242,8 +281,8 @@ class _SymbolCoder(SliceCoder):
 class Encoder(_SymbolCoder):
     """rANS encoding of ``y``, one string per sample (see the module docstring)."""
 
-    def __init__(self, em: DCAEEntropyModel, y: Tensor):
-        super().__init__(em, (y.shape[1], y.shape[2], y.shape[3]), y.shape[0])
+    def __init__(self, em: DCAEEntropyModel, y: Tensor, portable: bool = False):
+        super().__init__(em, (y.shape[1], y.shape[2], y.shape[3]), y.shape[0], portable)
         self.y_slices = y.split(em.slice_sizes, dim=1)
         self.rans = [BufferedRansEncoder() for _ in range(y.shape[0])]
         self.crcs: List[List[int]] = [[] for _ in range(y.shape[0])]
@@ -274,9 +313,13 @@ class Decoder(_SymbolCoder):
     """rANS decoding of ``y``, verifying every slice against the string's checks."""
 
     def __init__(
-        self, em: DCAEEntropyModel, strings: Sequence[bytes], shape: Tuple[int, int, int]
+        self,
+        em: DCAEEntropyModel,
+        strings: Sequence[bytes],
+        shape: Tuple[int, int, int],
+        portable: bool = False,
     ):
-        super().__init__(em, shape, len(strings))
+        super().__init__(em, shape, len(strings), portable)
         n = em.num_slices
         head = check_bytes(n)
         symbols = shape[0] * shape[1] * shape[2]
