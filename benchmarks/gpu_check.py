@@ -17,13 +17,15 @@ on), the tables rewritten to ``--out`` after every section
 ``cross_device``
     files written on the device and decoded on the CPU and the reverse, for
     the shipped model and a paper-preset model with random weights (seed 0),
-    over the Kodak images: how many decode, how many are refused
-    (:class:`dcae.DecodingError`), how many files are byte-identical.
+    in the default and the portable coding mode, over the Kodak images: how
+    many decode, how many are refused (:class:`dcae.DecodingError`), how many
+    files are byte-identical.
 ``latency``
     paper preset, the same weights in every variant, one Kodak image
     (768x512): the official code (``--official-repo``) with torch defaults
     and with TF32 off, dcae exact float32 (TF32 off), dcae with torch defaults,
-    dcae fast mode (bfloat16, float16): compress and decompress, median of
+    dcae fast mode (bfloat16, float16; bfloat16 with portable coding):
+    compress and decompress, median of
     ``--repeats`` after warm-up, synchronised, variants interleaved; peak
     CUDA memory of one compress + decompress.
 ``training``
@@ -321,7 +323,7 @@ def section_env(rep: Report, args: argparse.Namespace) -> None:
         "torch": torch.__version__,
         "torch threads": torch.get_num_threads(),
         "dcae": dcae.__version__,
-        "attention backend": dcae.get_attention_backend(),
+        "attention backend (default)": dcae.get_attention_backend(),
         "device": str(dev),
     }
     with contextlib.suppress(Exception):
@@ -439,12 +441,12 @@ def check_backends(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) ->
     ctx = torch.randn(2, em.context_channels(1), 8, 12, generator=g).to(dev)
     rows = []
     with tf32(False), torch.no_grad():
-        with dcae.attention_backend("reference"):
+        with dcae.attention_backend("reference", model):
             y_ref = model.g_a(x)
             x_ref = model.g_s(y_ref)
             f_ref = em.cross_attention[1](ctx, em.dictionary)
         for backend in BACKENDS:
-            with dcae.attention_backend(backend):
+            with dcae.attention_backend(backend, model):
                 row: Dict[str, Any] = {"backend": backend}
                 row["g_a max diff"] = float((model.g_a(x) - y_ref).abs().max())
                 row["g_s max diff"] = float((model.g_s(y_ref) - x_ref).abs().max())
@@ -620,6 +622,14 @@ class _Decodes:
         return self.done[key]
 
 
+def coding_modes() -> Dict[str, Dict[str, Any]]:
+    """``dcae.encode`` keyword arguments per coding mode this dcae has."""
+    modes: Dict[str, Dict[str, Any]] = {"default": {}}
+    if "portable" in inspect.signature(dcae.encode).parameters:
+        modes["portable"] = {"portable": True}
+    return modes
+
+
 def cross_device_model(
     rep: Report,
     args: argparse.Namespace,
@@ -628,50 +638,59 @@ def cross_device_model(
     make_model: Callable[[], Any],
     deadline: float,
 ) -> None:
-    """Encode every image on both devices, decode each file on the other one.
+    """Encode every image on both devices in every coding mode, decode each file
+    on the other device.
 
     The rows in ``st["cross_rows"]`` are updated image by image, so a failure
-    or the deadline keeps the counts so far."""
+    or the deadline keeps the counts so far.  The pixel difference to the
+    same-device decode is measured on the first ``--diff-images`` images only
+    (that decode costs one more CPU decode per image)."""
     dev = args.device
     models = {"cpu": make_model()}
     models["dev"] = copy.deepcopy(models["cpu"]).to(dev)
     ways = {f"{dev}->cpu": ("dev", "cpu"), f"cpu->{dev}": ("cpu", "dev")}
-    rows = {}
-    for way in ways:
-        rows[way] = {"model": name, "direction": way, "images": 0, "decoded": 0}
-        rows[way].update({"DecodingError": 0, "other error": 0, "max |diff| levels": 0})
-        rows[way]["identical files"] = 0
-        st.setdefault("cross_rows", []).append(rows[way])
+    modes = coding_modes()
+    rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for mode in modes:
+        for way in ways:
+            row = {"model": name, "mode": mode, "direction": way, "images": 0, "decoded": 0}
+            row.update({"DecodingError": 0, "other error": 0, "identical files": 0})
+            row[f"max |diff| levels (first {args.diff_images})"] = 0
+            rows[mode, way] = row
+            st.setdefault("cross_rows", []).append(row)
+    diff_key = f"max |diff| levels (first {args.diff_images})"
     details = rep.current.setdefault("details", {}).setdefault(name, [])
     files = st["kodak"][: args.max_images]
-    for f in files:
+    for index, f in enumerate(files):
         if time.perf_counter() > deadline:
-            done = rows[next(iter(ways))]["images"]
-            rep.note(f"{name}: time budget reached after {done} of {len(files)} images")
+            rep.note(f"{name}: time budget reached after {index} of {len(files)} images")
             break
         img = load_image(f, args.crop)
-        data = {k: dcae.encode(img, model=m) for k, m in models.items()}
-        identical = data["dev"] == data["cpu"]
-        dec = _Decodes(data, models)
-        detail: Dict[str, Any] = {"image": f.name, "identical": identical}
-        for way, (enc, other) in ways.items():
-            row = rows[way]
-            row["images"] += 1
-            row["identical files"] += identical
-            try:
-                there = dec(enc, other)
-            except dcae.DecodingError as e:
-                row["DecodingError"] += 1
-                detail[way] = f"DecodingError: {e}"
-                continue
-            except Exception as e:  # counted and shown
-                row["other error"] += 1
-                detail[way] = f"{type(e).__name__}: {e}"
-                continue
-            diff = int(np.abs(there - dec(enc, enc)).max())
-            row["decoded"] += 1
-            row["max |diff| levels"] = max(row["max |diff| levels"], diff)
-            detail[way] = f"decoded, max |diff| {diff}"
+        detail: Dict[str, Any] = {"image": f.name}
+        for mode, kwargs in modes.items():
+            data = {k: dcae.encode(img, model=m, **kwargs) for k, m in models.items()}
+            dec = _Decodes(data, models)
+            detail[f"{mode} identical"] = dec.identical
+            for way, (enc, other) in ways.items():
+                row = rows[mode, way]
+                row["images"] += 1
+                row["identical files"] += dec.identical
+                try:
+                    there = dec(enc, other)
+                except dcae.DecodingError as e:
+                    row["DecodingError"] += 1
+                    detail[f"{mode} {way}"] = f"DecodingError: {e}"
+                    continue
+                except Exception as e:  # counted and shown
+                    row["other error"] += 1
+                    detail[f"{mode} {way}"] = f"{type(e).__name__}: {e}"
+                    continue
+                row["decoded"] += 1
+                detail[f"{mode} {way}"] = "decoded"
+                if index < args.diff_images:
+                    diff = int(np.abs(there - dec(enc, enc)).max())
+                    row[diff_key] = max(row[diff_key], diff)
+                    detail[f"{mode} {way}"] = f"decoded, max |diff| {diff}"
         details.append(detail)
         log(f"   {name} {f.name}: {detail}")
 
@@ -691,6 +710,7 @@ def section_cross_device(
     rep.note(
         f"images {args.max_images} of {len(st['kodak'])} Kodak, "
         f"{'crop ' + str(args.crop) if args.crop else 'full size'}; "
+        f"coding modes {', '.join(coding_modes())}; "
         f"max |diff| compares with the same-device decode (8-bit levels); "
         f"{total:.0f} s for this section, the first model at most half of it"
     )
@@ -715,7 +735,7 @@ def _setup(
         if tf32_on is not None:
             stack.enter_context(tf32(tf32_on))
         if backend is not None:
-            stack.enter_context(dcae.attention_backend(backend))
+            stack.enter_context(dcae.attention_backend(backend, model))
         if fast is not None:
             fast_mode(model, fast)
             stack.callback(fast_mode, model, enabled=False)
@@ -776,6 +796,19 @@ def latency_rows(
     return rows
 
 
+class _PortableCalls:
+    """A model's ``compress``/``decompress`` with ``portable=True``."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def compress(self, x: Tensor) -> Dict[str, Any]:
+        return self.model.compress(x, portable=True)
+
+    def decompress(self, strings: Any, shape: Any) -> Dict[str, Any]:
+        return self.model.decompress(strings, shape, portable=True)
+
+
 def section_latency(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) -> None:
     dev = args.device
     path = next((f for f in st["kodak"] if Image.open(f).size == (768, 512)), st["kodak"][0])
@@ -799,15 +832,27 @@ def section_latency(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) -
         variants.append(bl.Variant("official (TF32 off)", official, lambda: _setup(tf32_on=False)))
     variants.append(
         bl.Variant(
-            "dcae exact fp32 (TF32 off)", model, lambda: _setup(tf32_on=False, backend="auto")
+            "dcae exact fp32 (TF32 off)",
+            model,
+            lambda: _setup(model, tf32_on=False, backend="auto"),
         )
     )
-    variants.append(bl.Variant("dcae (torch defaults)", model, lambda: _setup(backend="auto")))
+    variants.append(
+        bl.Variant("dcae (torch defaults)", model, lambda: _setup(model, backend="auto"))
+    )
     variants.append(
         bl.Variant(
             "dcae fast bf16", model, lambda: _setup(model, backend="auto", fast=torch.bfloat16)
         )
     )
+    if "portable" in inspect.signature(model.compress).parameters:
+        variants.append(
+            bl.Variant(
+                "dcae fast bf16, portable coding",
+                _PortableCalls(model),
+                lambda: _setup(model, backend="auto", fast=torch.bfloat16),
+            )
+        )
     if dev.type == "cuda":
         variants.append(
             bl.Variant(
@@ -1130,6 +1175,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--official-repo", default=None, help="the official DCAE repository")
     p.add_argument("--max-images", type=int, default=None, help="cross-device images (24)")
     p.add_argument("--crop", default=None, help="WxH centre crop for cross-device images")
+    p.add_argument(
+        "--diff-images", type=int, default=6, help="cross-device images with pixel differences"
+    )
     p.add_argument("--size", default=None, help="WxH crop of the latency image (768x512)")
     p.add_argument("--check-preset", default=None, help="preset of the user checks (paper)")
     p.add_argument("--check-size", default=None, help="WxH crop for the user checks (768x512)")
@@ -1146,7 +1194,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         default=440.0,
         help="seconds; the compile section runs only inside it",
     )
-    p.add_argument("--cross-budget", type=float, default=None, help="seconds (120)")
+    p.add_argument("--cross-budget", type=float, default=None, help="seconds (150)")
     p.add_argument(
         "--reserve",
         type=float,
@@ -1187,7 +1235,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "train_steps": 1 if q else 10,
         "train_warmup": 1 if q else 3,
         "compile_slices": 1 if q else 5,
-        "cross_budget": 120.0,
+        "cross_budget": 150.0,
         "compile_need": 20.0 if q else 90.0,
         "transform_compile_need": 20.0 if q else 150.0,
         "pytest_timeout": 600.0 if q else 200.0,

@@ -6,10 +6,10 @@ round trip, batch > 1), every attention backend in float32 (TF32 off) against
 the reference backend, fast mode in float16 and bfloat16, ``dcae train`` with
 AMP (bfloat16) and the auxiliary optimizer, :func:`dcae.encode` /
 :func:`dcae.decode` with a model on the GPU (the device is the model's),
-streams crossing between CUDA and CPU (decoded, or refused with
-:class:`~dcae.DecodingError`, never silently wrong), and ``torch.compile`` of
-the transforms.  ``benchmarks/gpu_check.py`` runs these with the rest of the
-GPU measurements.
+files crossing between CUDA and CPU (decoded, or refused with
+:class:`~dcae.DecodingError`, never silently wrong; portable files always
+decoded), and ``torch.compile`` of the transforms.  ``benchmarks/gpu_check.py``
+runs these with the rest of the GPU measurements.
 """
 
 from __future__ import annotations
@@ -96,11 +96,11 @@ def test_backends_agree_in_fp32_and_round_trip_on_cuda(cuda_model, backend):
     em = cuda_model.entropy_model
     ctx = torch.randn(2, em.context_channels(1), 5, 7, device="cuda")
     with no_tf32(), torch.no_grad():
-        with attention_backend("reference"):
+        with attention_backend("reference", cuda_model):
             y_ref = cuda_model.g_a(x)
             x_ref = cuda_model.g_s(y_ref)
             f_ref = em.cross_attention[1](ctx, em.dictionary)
-        with attention_backend(backend):
+        with attention_backend(backend, cuda_model):
             torch.testing.assert_close(cuda_model.g_a(x), y_ref, atol=ATOL, rtol=0)
             torch.testing.assert_close(cuda_model.g_s(y_ref), x_ref, atol=ATOL, rtol=0)
             f = em.cross_attention[1](ctx, em.dictionary)
@@ -202,6 +202,20 @@ def test_cross_device_stream_decodes_or_raises(small_model, cuda_model, directio
     except DecodingError:
         return
     assert np.abs(other - same).mean() < 0.5
+
+
+@pytest.mark.parametrize("direction", ["cuda->cpu", "cpu->cuda"])
+def test_portable_file_crosses_devices(small_model, cuda_model, direction):
+    """Portable coding promises decoding on any device: the symbols always
+    decode, and only ``g_s`` (float32 on either device) separates the images."""
+    enc_model, dec_model = (
+        (cuda_model, small_model) if direction == "cuda->cpu" else (small_model, cuda_model)
+    )
+    img = photo(96, 128, seed=19)
+    data = dcae.encode(img, model=enc_model, portable=True)
+    same = np.asarray(dcae.decode(data, model=enc_model), dtype=np.int16)
+    other = np.asarray(dcae.decode(data, model=dec_model), dtype=np.int16)
+    assert np.abs(other - same).max() <= 2
 
 
 def test_torch_compile_transforms_on_cuda(cuda_model):
