@@ -228,6 +228,14 @@ def tf32(enabled: bool) -> Iterator[None]:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
+def use_backend(name: str, model: nn.Module) -> Any:
+    """``dcae.attention_backend`` for ``model``'s modules where the API takes a
+    model (per-module backends), else the global switch."""
+    if len(inspect.signature(dcae.attention_backend).parameters) > 1:
+        return dcae.attention_backend(name, model)
+    return dcae.attention_backend(name)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -441,12 +449,12 @@ def check_backends(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) ->
     ctx = torch.randn(2, em.context_channels(1), 8, 12, generator=g).to(dev)
     rows = []
     with tf32(False), torch.no_grad():
-        with dcae.attention_backend("reference", model):
+        with use_backend("reference", model):
             y_ref = model.g_a(x)
             x_ref = model.g_s(y_ref)
             f_ref = em.cross_attention[1](ctx, em.dictionary)
         for backend in BACKENDS:
-            with dcae.attention_backend(backend, model):
+            with use_backend(backend, model):
                 row: Dict[str, Any] = {"backend": backend}
                 row["g_a max diff"] = float((model.g_a(x) - y_ref).abs().max())
                 row["g_s max diff"] = float((model.g_s(y_ref) - x_ref).abs().max())
@@ -735,7 +743,7 @@ def _setup(
         if tf32_on is not None:
             stack.enter_context(tf32(tf32_on))
         if backend is not None:
-            stack.enter_context(dcae.attention_backend(backend, model))
+            stack.enter_context(use_backend(backend, model))
         if fast is not None:
             fast_mode(model, fast)
             stack.callback(fast_mode, model, enabled=False)
