@@ -421,3 +421,59 @@ def test_eval_model_loads_with_weights_only(eval_images, tmp_path, fp):
 
 def test_decoding_error_type_is_exported():
     assert issubclass(DecodingError, DCAEError)
+
+
+# ---------------------------------------------------------------------------- tutorial
+TUTORIAL = TESTS.parent / "docs" / "guides" / "tutorial.rst"
+
+
+def tutorial_block(caption: str) -> str:
+    """The code block of docs/guides/tutorial.rst with ``:caption: caption``."""
+    lines = TUTORIAL.read_text().splitlines()
+    start = lines.index(f"   :caption: {caption}") + 1
+    block = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block).strip() + "\n"
+
+
+def test_tutorial_codec_section_runs(tmp_path, monkeypatch, capsys):
+    """Section 5 of the tutorial as written: its codec, its training script (one
+    step per rate point), dcae.encode, dcae compress --model and dcae eval --model."""
+    import runpy
+
+    for name in ("my_codecs.py", "train_my_codec.py"):
+        (tmp_path / name).write_text(tutorial_block(name))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_codecs", raising=False)
+    images = TESTS.parent / "examples" / "images"
+    monkeypatch.setattr(sys, "argv", ["train_my_codec.py", str(images), "1"])
+    runpy.run_path("train_my_codec.py", run_name="__main__")
+    assert sorted(p.name for p in tmp_path.glob("mine-q*.pt")) == [
+        f"mine-q{q}.pt" for q in range(1, 5)
+    ]
+
+    model = loading.load_model("mine-q3.pt", "my_codecs:MyCodec")
+    data = dcae.encode(images / "kodim23_crop.png", model=model)
+    assert unpack(data).model_name == "my_codecs:MyCodec" and unpack(data).pad_multiple == 16
+    assert dcae.decode(data, model=model).size == (384, 256)
+
+    capsys.readouterr()
+    code, _, err = call(
+        capsys, "compress", images / "kodim23_crop.png", "-o", "k.dcae",
+        "--model", "my_codecs:MyCodec", "--checkpoint", "mine-q3.pt",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "k.dcae").read_bytes() == data
+    code, stdout, err = call(
+        capsys, "eval", images, "--model", "my_codecs:MyCodec", "--checkpoint",
+        *[f"mine-q{q}.pt" for q in range(1, 5)], "-o", "report", "--no-anchors", "--no-plot",
+        "--jpeg-qualities", "10,30,50,70", "--webp-qualities", "none", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads((tmp_path / "report" / "my-codecs-mycodec.json").read_text())
+    assert result["name"] == "my_codecs:MyCodec" and len(result["results"]["bpp"]) == 4
+    assert "| JPEG (Pillow) |" in stdout
