@@ -116,23 +116,26 @@ def _sdpa_unchunked(module: attn.WindowAttention) -> Layer:
     return _all_windows(module, core)
 
 
-def _with_backend(name: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+def _with_backend(
+    name: str, module: attn.WindowAttention, fn: Callable[[], torch.Tensor]
+) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
-        with attn.attention_backend(name):
+        with attn.attention_backend(name, module):
             return fn()
 
     return run
 
 
-def _with_chunk(kib: int, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+def _with_chunk(
+    kib: int, module: attn.WindowAttention, fn: Callable[[], torch.Tensor]
+) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
-        saved = dict(attn.WINDOW_CHUNK_BYTES)
-        attn.WINDOW_CHUNK_BYTES["cpu"] = kib << 10
-        attn.WINDOW_CHUNK_BYTES["cuda"] = kib << 10
+        saved = module.chunk_bytes
+        module.chunk_bytes = kib << 10
         try:
             return fn()
         finally:
-            attn.WINDOW_CHUNK_BYTES.update(saved)
+            module.chunk_bytes = saved
 
     return run
 
@@ -201,9 +204,9 @@ def _bench_shape(
     x = torch.randn(1, hh, ww, c, device=device, dtype=dtype)
     fns: Dict[str, Callable[[], torch.Tensor]] = {}
     for backend in ("reference", "fused", "sdpa"):
-        fns[backend] = _with_backend(backend, lambda: module(x))
+        fns[backend] = _with_backend(backend, module, lambda: module(x))
         for kib in args.chunk_kib:
-            fns[f"{backend} chunk {kib} KiB"] = _with_chunk(kib, fns[backend])
+            fns[f"{backend} chunk {kib} KiB"] = _with_chunk(kib, module, fns[backend])
     unchunked = _sdpa_unchunked(module)
     fns["sdpa, no chunks"] = lambda: unchunked(x)
     if args.official_repo and hh % ws == 0 and ww % ws == 0:
@@ -224,7 +227,7 @@ def _bench_shape(
         print(f"| {name} | compile time | {1e3 * (time.perf_counter() - t0):.0f} | | | |")
         fns["torch.compile(module)"] = lambda: compiled(x)
     with torch.no_grad():
-        with attn.attention_backend("reference"):
+        with attn.attention_backend("reference", module):
             ref = module(x).float()
         errors = {k: (fn().float() - ref).abs().max().item() for k, fn in fns.items()}
         times = time_round_robin(fns, args.repeats, sync)

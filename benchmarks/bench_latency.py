@@ -107,8 +107,8 @@ class Variant:
             return self.model.decompress(self.stream["strings"], self.stream["shape"])
 
 
-def _backend(name: str) -> Callable[[], Any]:
-    return lambda: dcae.attention_backend(name)
+def _backend(name: str, model: torch.nn.Module) -> Callable[[], Any]:
+    return lambda: dcae.attention_backend(name, model)
 
 
 @contextlib.contextmanager
@@ -153,14 +153,14 @@ def build_variants(args: argparse.Namespace) -> List[Variant]:
         official.update(force=True)
         official = official.to(args.device)
         variants.append(Variant("official", official, _nothing))
-    variants.append(Variant("dcae reference", model, _backend("reference")))
-    variants.append(Variant("dcae fused (auto)", model, _backend("auto")))
+    variants.append(Variant("dcae reference", model, _backend("reference", model)))
+    variants.append(Variant("dcae fused (auto)", model, _backend("auto", model)))
 
     @contextlib.contextmanager
     def fast() -> Iterator[None]:
         fast_mode(model, getattr(torch, args.fast_dtype))
         try:
-            with dcae.attention_backend("auto"):
+            with dcae.attention_backend("auto", model):
                 yield
         finally:
             fast_mode(model, enabled=False)

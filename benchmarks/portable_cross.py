@@ -82,7 +82,10 @@ class Config:
         self.saved_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         fast_mode(self.model, enabled=self.fast)
-        self.stack = [attention_backend(self.backend), Compiled(self.model, self.compiled)]
+        self.stack = [
+            attention_backend(self.backend, self.model),
+            Compiled(self.model, self.compiled),
+        ]
         for c in self.stack:
             c.__enter__()
 

@@ -7,14 +7,14 @@ Two kinds of attention appear in DCAE:
 * dictionary cross-attention in the entropy model (queries from the latent
   context, keys/values from a learned dictionary shared by the batch).
 
-Backends (a global switch picks one):
+Backends (each attention module holds one in its ``backend`` attribute):
 
 ``"reference"``
     plain ``matmul`` + ``softmax`` in the order of the official
     implementation: ``softmax(Q K^T * scale + B) V``.
 ``"fused"``
     the relative-position bias and the shifted-window/padding mask are one
-    cached additive tensor per shape, added inside the ``Q K^T`` product by
+    additive tensor per mask type, added inside the ``Q K^T`` product by
     :func:`torch.baddbmm` (``B + scale * Q K^T`` in one pass), then
     ``softmax`` and ``bmm``.  For the dictionary it is SDPA.
 ``"sdpa"``
@@ -22,28 +22,38 @@ Backends (a global switch picks one):
     additive tensor as ``attn_mask`` (for the dictionary: the per-head
     temperature folded into the queries).
 
-Switch: ``dcae.set_attention_backend("auto" | "reference" | "fused" | "sdpa")``,
-the context manager ``with dcae.attention_backend("sdpa"): ...``, or the
-environment variable ``DCAE_ATTENTION_BACKEND`` (read at import).
-
 ``"auto"`` (the default) uses what measured fastest on each device
 (``benchmarks/bench_attention.py``, ``docs/guides/performance.rst``):
 ``"fused"`` for windows on CPU, SDPA for windows on CUDA, SDPA for the
 dictionary everywhere.
 
+Settings live on the modules (timm's ``fused_attn`` pattern), so that a
+result depends only on the model and its settings, never on what other code
+switched in between:
+
+* a module copies the *default* backend when it is built; the default comes
+  from the environment variable ``DCAE_ATTENTION_BACKEND`` (read at import)
+  and ``dcae.set_attention_backend(name)`` (for modules built later);
+* an existing model is switched explicitly:
+  ``dcae.set_attention_backend(name, model)`` sets every attention module in
+  ``model``, ``with dcae.attention_backend(name, model): ...`` does so and
+  restores each module's own setting afterwards.
+
 Window attention runs over *chunks of windows*: the gather of each chunk's
 tokens (padding, cyclic shift and window partition in one ``index_select``),
 the ``qkv`` projection, the attention and the output projection are done
 chunk by chunk and scattered back with one ``index_copy_``.  A chunk's score
-tensor is bounded (4 MiB on CPU so that it stays in cache, 256 MiB on
-GPU), so peak memory no longer grows with ``windows x heads x p x p``: a
-4096 x 4096 image would otherwise need a 12 GB score tensor in the first
-stage.  Every backend uses the same chunking; they differ only in the three
+tensor is bounded by the module's ``chunk_bytes`` (by default the read-only
+:data:`WINDOW_CHUNK_BYTES` of the input's device: 4 MiB on CPU so that it
+stays in cache, 256 MiB on GPU), so peak memory no longer grows with
+``windows x heads x p x p``: a 4096 x 4096 image would otherwise need a
+12 GB score tensor in the first stage.  Every backend uses the same chunks,
+eager or under :func:`torch.compile`; they differ only in the three
 operations of the attention core.
 
 Einops axis legend used in this file::
 
-    b  batch            n  windows per image     h  heads
+    b  batch            m  windows in a chunk   h  heads
     p  tokens per window (w*w)                  d  head dim
     l  query tokens     e  dictionary entries   c  channels
 """
@@ -52,69 +62,152 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+import types
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = [
     "BACKENDS",
+    "WINDOW_CHUNK_BYTES",
+    "AttentionModule",
     "WindowAttention",
     "attention_backend",
     "dictionary_attention",
     "get_attention_backend",
     "set_attention_backend",
+    "set_window_chunk_bytes",
 ]
 
 BACKENDS = ("auto", "reference", "fused", "sdpa")
 
-_backend = os.environ.get("DCAE_ATTENTION_BACKEND", "auto").strip().lower() or "auto"
-if _backend not in BACKENDS:  # pragma: no cover - depends on the environment
-    raise ValueError(f"DCAE_ATTENTION_BACKEND={_backend!r} is not one of {', '.join(BACKENDS)}")
 
-
-def set_attention_backend(name: str) -> None:
-    """Select the attention backend used by every dcae module.
-
-    Args:
-        name: ``"auto"``, ``"reference"``, ``"fused"`` or ``"sdpa"``.
-    """
-    global _backend
+def _check_backend(name: str) -> str:
     name = str(name).strip().lower()
     if name not in BACKENDS:
         raise ValueError(f"attention backend {name!r} is not one of {', '.join(BACKENDS)}")
-    _backend = name
+    return name
 
 
-def get_attention_backend() -> str:
-    """Return the name of the selected attention backend."""
-    return _backend
+try:
+    _default_backend = _check_backend(os.environ.get("DCAE_ATTENTION_BACKEND", "") or "auto")
+except ValueError as e:  # pragma: no cover - depends on the environment
+    raise ValueError(f"DCAE_ATTENTION_BACKEND: {e}") from None
+
+
+class AttentionModule(nn.Module):
+    """Base of the modules that compute attention in this file's functions.
+
+    Holds the module's ``backend`` (one of :data:`BACKENDS`), copied from the
+    default when the module is built and changed only by assignment, by
+    :func:`set_attention_backend` or by :func:`attention_backend` with the
+    module (or a model containing it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = _default_backend
+
+    @property
+    def backend(self) -> str:
+        """The attention backend of this module."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self._backend = _check_backend(name)
+
+
+def _attention_modules(model: nn.Module) -> List[AttentionModule]:
+    modules = [m for m in model.modules() if isinstance(m, AttentionModule)]
+    if not modules:
+        raise ValueError(f"{type(model).__name__} contains no dcae attention module")
+    return modules
+
+
+def set_attention_backend(name: str, model: Optional[nn.Module] = None) -> None:
+    """Select an attention backend for a model, or the default for new modules.
+
+    Args:
+        name: ``"auto"``, ``"reference"``, ``"fused"`` or ``"sdpa"``.
+        model: set the backend of every attention module in ``model`` (which
+            may itself be one).  Without it, set the *default*: what modules
+            built from now on start with; existing modules keep theirs.
+
+    Raises:
+        ValueError: for an unknown name, or a model without attention modules.
+    """
+    global _default_backend
+    name = _check_backend(name)
+    if model is None:
+        _default_backend = name
+        return
+    for module in _attention_modules(model):
+        module.backend = name
+
+
+def get_attention_backend(model: Optional[nn.Module] = None) -> str:
+    """The backend of ``model``'s attention modules, or the default without one.
+
+    Raises:
+        ValueError: if ``model`` has no attention module, or modules with
+            different backends.
+    """
+    if model is None:
+        return _default_backend
+    names = {module.backend for module in _attention_modules(model)}
+    if len(names) > 1:
+        raise ValueError(f"{type(model).__name__} mixes attention backends {sorted(names)}")
+    return names.pop()
 
 
 @contextlib.contextmanager
-def attention_backend(name: str) -> Iterator[None]:
-    """Context manager that selects an attention backend and restores the old one."""
-    previous = get_attention_backend()
-    set_attention_backend(name)
+def attention_backend(name: str, model: Optional[nn.Module] = None) -> Iterator[None]:
+    """Context manager: :func:`set_attention_backend` for the block, then
+    restore what was there (each module's own backend, or the default).
+
+    Args:
+        name: the backend inside the block.
+        model: the model whose attention modules switch; without it only the
+            default for modules built inside the block changes.
+    """
+    name = _check_backend(name)
+    if model is None:
+        previous = get_attention_backend()
+        set_attention_backend(name)
+        try:
+            yield
+        finally:
+            set_attention_backend(previous)
+        return
+    modules = _attention_modules(model)
+    saved = [module.backend for module in modules]
+    for module in modules:
+        module.backend = name
     try:
         yield
     finally:
-        set_attention_backend(previous)
+        for module, backend in zip(modules, saved):
+            module.backend = backend
 
 
-def _resolve(kind: str, device: torch.device) -> str:
-    """The concrete backend (``reference``/``fused``/``sdpa``) for ``kind``
-    (``"window"`` or ``"dictionary"``) on ``device``."""
-    if _backend != "auto":
-        return _backend
+def _resolve(backend: str, kind: str, device: torch.device) -> str:
+    """The concrete backend (``reference``/``fused``/``sdpa``) that ``backend``
+    means for ``kind`` (``"window"`` or ``"dictionary"``) on ``device``."""
+    if backend != "auto":
+        return backend
     # measured choices, see docs/guides/performance.rst
     if kind == "dictionary" or device.type == "cuda":
         return "sdpa"
     return "fused"
 
 
-def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:
+def dictionary_attention(
+    q: Tensor, k: Tensor, v: Tensor, temperature: Tensor, backend: str = "auto"
+) -> Tensor:
     """Cross-attention of queries against dictionary keys/values.
 
     ``softmax(t_h * Q K^T) V`` with a per-head temperature ``t_h`` and no
@@ -125,12 +218,13 @@ def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -
         k: dictionary keys, ``(h, e, d)``, shared by the batch.
         v: dictionary values, ``(h, e, d)``, shared by the batch.
         temperature: ``(h,)``.
+        backend: one of :data:`BACKENDS` (a module passes its own).
 
     Returns:
         ``(b, h, l, d)``.
     """
     t = temperature.view(1, -1, 1, 1)
-    if _resolve("dictionary", q.device) != "reference":
+    if _resolve(backend, "dictionary", q.device) != "reference":
         b = q.shape[0]
         kk = k.unsqueeze(0).expand(b, -1, -1, -1)
         vv = v.unsqueeze(0).expand(b, -1, -1, -1)
@@ -139,11 +233,29 @@ def dictionary_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -
     return torch.matmul(sim.softmax(dim=-1), v)
 
 
-#: Bytes of one chunk's score tensor ``(windows, h, p, p)`` per device type.
-#: On CPU a chunk should stay in the L2/L3 cache; on GPU it only bounds memory.
-WINDOW_CHUNK_BYTES: Dict[str, int] = {"cpu": 4 << 20, "cuda": 256 << 20}
+#: Default bytes of one chunk's score tensor ``(windows, h, p, p)`` per device
+#: type (read-only: set a module's ``chunk_bytes`` instead).  On CPU a chunk
+#: should stay in the L2/L3 cache; on GPU it only bounds memory.
+WINDOW_CHUNK_BYTES: Mapping[str, int] = types.MappingProxyType({"cpu": 4 << 20, "cuda": 256 << 20})
 _DEFAULT_CHUNK_BYTES = 256 << 20
 _CACHE_LIMIT = 16
+
+
+def set_window_chunk_bytes(nbytes: Optional[int], model: nn.Module) -> None:
+    """Set the chunk budget of every :class:`WindowAttention` in ``model``.
+
+    Args:
+        nbytes: bytes of one chunk's score tensor on every device, or ``None``
+            for the per-device :data:`WINDOW_CHUNK_BYTES`.
+        model: a model containing window attention (or one such module).
+    """
+    if nbytes is not None and int(nbytes) < 1:
+        raise ValueError(f"chunk budget must be a positive number of bytes, got {nbytes}")
+    modules = [m for m in model.modules() if isinstance(m, WindowAttention)]
+    if not modules:
+        raise ValueError(f"{type(model).__name__} contains no WindowAttention")
+    for module in modules:
+        module.chunk_bytes = None if nbytes is None else int(nbytes)
 
 
 def _is_compiling() -> bool:
@@ -152,7 +264,8 @@ def _is_compiling() -> bool:
 
 
 class _Geometry(NamedTuple):
-    """Window layout of one input shape (cached per shape and device).
+    """Window layout of one input shape (cached per shape and device: a pure
+    function of the shape and the module's window size and shift).
 
     ``index[j * p + t]`` is the row of the flattened input ``(b * H * W, c)``
     holding token ``t`` of window ``j`` (windows of all samples in order);
@@ -166,9 +279,6 @@ class _Geometry(NamedTuple):
     types: Tensor
     masks: Optional[Tensor]
     padded: bool
-    #: ``(b, H, W, device)`` of a cached geometry (keys the bias+mask cache;
-    #: not ``id(geo)``, which a later geometry can reuse); ``()`` uncached
-    key: Tuple[Any, ...] = ()
 
 
 def _axis_labels(size: int, padded_size: int, ws: int, shift: int) -> List[Tuple[int, bool]]:
@@ -235,7 +345,7 @@ def _window_geometry(
     return _Geometry(index, types, masks, padded)
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(AttentionModule):
     """(Shifted) window multi-head self-attention with relative position bias.
 
     The attention of Swin Transformer as used by DCAE: tokens are grouped into
@@ -253,10 +363,20 @@ class WindowAttention(nn.Module):
     sides are multiples of ``w`` the result is that of the official
     implementation.
 
-    The window layout (gather index, mask types) is cached per input shape and
-    device; the additive ``bias + mask`` tensor is cached too when no gradient
-    flows into the bias (keyed on the parameter's version, so optimiser steps
-    invalidate it).
+    Settings (attributes, not weights): ``backend`` (copied from the default
+    when built, see :func:`set_attention_backend`) and ``chunk_bytes`` (the
+    score-tensor budget of a chunk of windows; ``None``: the per-device
+    :data:`WINDOW_CHUNK_BYTES`).  The result depends only on the weights, these
+    settings and the input.
+
+    The window layout (gather index, mask types: integers that depend only on
+    the input shape) is cached per shape and device.  The additive
+    ``bias + mask`` tensor is *not* cached: it is rebuilt from the parameter on
+    every call (a gather and a ``masked_fill`` of at most 9 x h x p x p
+    values: 0.1 % of a call for the Swin stages of a 768x512 image, 1 % for
+    the small hyperprior stage, see ``docs/guides/performance.rst``), so no
+    cache can go stale after ``load_state_dict``, an optimiser step or an edit
+    by hand.
 
     Shapes: input and output ``(b, H, W, c)`` (channels last).
 
@@ -278,6 +398,7 @@ class WindowAttention(nn.Module):
         self.shifted = shifted
         self.shift = window_size // 2 if shifted else 0
         self.scale = head_dim**-0.5
+        self.chunk_bytes: Optional[int] = None
         self.qkv = nn.Linear(dim, 3 * dim)
         self.relative_position_bias = nn.Parameter(
             torch.zeros(self.num_heads, 2 * window_size - 1, 2 * window_size - 1)
@@ -291,12 +412,12 @@ class WindowAttention(nn.Module):
         index = rel[0] * (2 * window_size - 1) + rel[1]
         self.register_buffer("relative_position_index", index.flatten(), persistent=False)
         self._geometry_cache: Dict[Tuple[Any, ...], _Geometry] = {}
-        self._additive_cache: Dict[Tuple[Any, ...], Tuple[Tuple[int, ...], Tensor]] = {}
 
     def extra_repr(self) -> str:
+        chunk = "" if self.chunk_bytes is None else f", chunk_bytes={self.chunk_bytes}"
         return (
             f"dim={self.dim}, heads={self.num_heads}, window_size={self.window_size}, "
-            f"shifted={self.shifted}"
+            f"shifted={self.shifted}, backend={self.backend}{chunk}"
         )
 
     def relative_bias(self) -> Tensor:
@@ -306,7 +427,12 @@ class WindowAttention(nn.Module):
         return table[:, self.relative_position_index].view(self.num_heads, p, p)
 
     def geometry(self, b: int, h: int, w: int, device: torch.device) -> _Geometry:
-        """Window layout of a ``(b, h, w, c)`` input, cached per shape/device."""
+        """Window layout of a ``(b, h, w, c)`` input, cached per shape/device.
+
+        Built outside inference mode, so that a layout first needed under
+        :func:`torch.inference_mode` also serves later autograd calls.  Under
+        :func:`torch.compile` it is built in the graph (same integers).
+        """
         if _is_compiling():
             return _window_geometry(b, h, w, self.window_size, self.shift, device)
         key = (b, h, w, device)
@@ -314,33 +440,27 @@ class WindowAttention(nn.Module):
         if geo is None:
             if len(self._geometry_cache) >= _CACHE_LIMIT:
                 self._geometry_cache.clear()
-            geo = _window_geometry(b, h, w, self.window_size, self.shift, device)
-            geo = geo._replace(key=key)
+            with torch.inference_mode(False):
+                geo = _window_geometry(b, h, w, self.window_size, self.shift, device)
             self._geometry_cache[key] = geo
         return geo
 
     def additive(self, geo: _Geometry, dtype: torch.dtype) -> Tensor:
-        """``bias + mask`` (``-inf`` where masked) per mask type: ``(T, h, p, p)``."""
-        param = self.relative_position_bias
-        cacheable = not (torch.is_grad_enabled() and param.requires_grad)
-        if cacheable and geo.key and not _is_compiling():
-            key = (geo.key, dtype)
-            version = (param._version, param.data_ptr())
-            hit = self._additive_cache.get(key)
-            if hit is not None and hit[0] == version:
-                return hit[1]
-            additive = self._build_additive(geo, dtype).detach()
-            if len(self._additive_cache) >= _CACHE_LIMIT:
-                self._additive_cache.clear()
-            self._additive_cache[key] = (version, additive)
-            return additive
-        return self._build_additive(geo, dtype)
-
-    def _build_additive(self, geo: _Geometry, dtype: torch.dtype) -> Tensor:
+        """``bias + mask`` (``-inf`` where masked) per mask type: ``(T, h, p, p)``,
+        built from the current parameter."""
         bias = self.relative_bias().unsqueeze(0)
         if geo.masks is not None:
             bias = bias.masked_fill(geo.masks[:, None], float("-inf"))
         return bias.to(dtype)
+
+    def windows_per_chunk(self, device: torch.device, dtype: torch.dtype) -> int:
+        """Windows in one chunk: as many as ``chunk_bytes`` allows, at least one."""
+        budget = self.chunk_bytes
+        if budget is None:
+            budget = WINDOW_CHUNK_BYTES.get(device.type, _DEFAULT_CHUNK_BYTES)
+        p = self.window_size**2
+        per_window = self.num_heads * p * p * dtype.itemsize
+        return max(1, budget // per_window)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply window attention to ``x`` of shape ``(b, H, W, c)``."""
@@ -349,31 +469,30 @@ class WindowAttention(nn.Module):
                 f"WindowAttention expects (b, H, W, {self.dim}), got {tuple(x.shape)}"
             )
         b, h, w, c = x.shape
-        heads, d, p = self.num_heads, self.head_dim, self.window_size**2
+        heads, p = self.num_heads, self.window_size**2
         geo = self.geometry(b, h, w, x.device)
         rows = b * h * w
         tokens = x.reshape(rows, c)
         if geo.padded:
             tokens = torch.cat([tokens, tokens.new_zeros(1, c)])
         num_windows = geo.types.shape[0]
-        backend = _resolve("window", x.device)
-        if _is_compiling():
-            chunk = num_windows
-        else:
-            budget = WINDOW_CHUNK_BYTES.get(x.device.type, _DEFAULT_CHUNK_BYTES)
-            chunk = max(1, budget // (heads * p * p * x.element_size()))
+        backend = _resolve(self.backend, "window", x.device)
+        # the same chunks eager and compiled (a compiled graph unrolls them)
+        chunk = self.windows_per_chunk(x.device, x.dtype)
         out: Optional[Tensor] = None
         additive: Optional[Tensor] = None
         for start in range(0, num_windows, chunk):
             m = min(chunk, num_windows - start)
             index = geo.index[start * p : (start + m) * p]
-            qkv = self.qkv(tokens.index_select(0, index))  # (m*p, 3c)
-            q, k, v = qkv.view(m, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+            qkv = self.qkv(tokens.index_select(0, index))
+            q, k, v = rearrange(
+                qkv, "(m p) (three h d) -> three m h p d", p=p, three=3, h=heads
+            ).unbind(0)
             if additive is None:
                 additive = self.additive(geo, qkv.dtype)  # (T, h, p, p)
             types = geo.types[start : start + m]
-            o = self._core(backend, q, k, v, additive.index_select(0, types))  # (m, h, p, d)
-            o = self.proj(o.transpose(1, 2).reshape(m * p, c))  # (m*p, c)
+            o = self._core(backend, q, k, v, additive.index_select(0, types))
+            o = self.proj(rearrange(o, "m h p d -> (m p) (h d)"))
             if out is None:
                 out = o.new_empty(rows + int(geo.padded), c)
             out.index_copy_(0, index, o)

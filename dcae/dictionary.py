@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import dictionary_attention
+from .attention import AttentionModule, dictionary_attention
 from .layers import ConvGLU, ResScale
 
 __all__ = ["MSFA", "DictionaryCrossAttention", "EfficientConvUnit", "SpatialAttention"]
@@ -92,7 +93,7 @@ class MSFA(nn.Module):
         return f * self.spatial_attention(f)
 
 
-class DictionaryCrossAttention(nn.Module):
+class DictionaryCrossAttention(AttentionModule):
     """Dictionary-based cross-attention, Eq. (7)-(8).
 
     The query comes from the latent context (hyperprior features and already
@@ -107,6 +108,9 @@ class DictionaryCrossAttention(nn.Module):
 
     Shapes: ``x`` ``(b, in_channels, H, W)``, dictionary ``(entries, dim)``,
     output ``(b, out_channels, H, W)``.
+
+    The attention backend is the module's ``backend`` attribute, copied from
+    the default when built (see :func:`dcae.set_attention_backend`).
 
     Args:
         in_channels: channels of the context ``x``.
@@ -170,19 +174,19 @@ class DictionaryCrossAttention(nn.Module):
             raise ValueError(
                 f"dictionary must be (entries, {self.dim}), got {tuple(dictionary.shape)}"
             )
-        b, _, hh, ww = x.shape
+        hh = x.shape[2]
         x = self.in_proj(x.permute(0, 2, 3, 1))  # (b, H, W, dim)
         msfa = self.msfa(self.norm_msfa(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         x = msfa + self.res_scale_1(x)
-        heads, d = self.num_heads, self.dim // self.num_heads
-        q = self.q_proj(self.norm_q(x)).reshape(b, hh * ww, heads, d).transpose(1, 2)
+        heads = self.num_heads
+        q = rearrange(self.q_proj(self.norm_q(x)), "b H W (h d) -> b h (H W) d", h=heads)
         # dictionary normalised and projected once per call, shared by the batch
         values = self.norm_dict(dictionary)  # (e, dim)
-        keys = self.k_proj(values)
-        values = values.view(-1, heads, d).transpose(0, 1)  # (h, e, d)
-        keys = keys.view(-1, heads, d).transpose(0, 1)
-        attn = dictionary_attention(q, keys, values, self.temperature.to(q.dtype))
-        attn = attn.transpose(1, 2).reshape(b, hh, ww, self.dim)
+        keys = rearrange(self.k_proj(values), "e (h d) -> h e d", h=heads)
+        values = rearrange(values, "e (h d) -> h e d", h=heads)
+        temperature = self.temperature.to(q.dtype)
+        attn = dictionary_attention(q, keys, values, temperature, self.backend)
+        attn = rearrange(attn, "b h (H W) d -> b H W (h d)", H=hh)
         x = self.out_proj(attn) + self.res_scale_2(x)
         x = self.ffn(self.norm_ffn(x)) + self.res_scale_3(x)
         return self.out(x).permute(0, 3, 1, 2)

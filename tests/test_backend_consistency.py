@@ -13,7 +13,7 @@ def test_decode_after_other_shapes_matches_forward(small_model, backend):
     torch.manual_seed(7)
     small = torch.rand(1, 3, 40, 56)
     x = torch.rand(1, 3, 136, 200)
-    with attention_backend(backend), torch.no_grad():
+    with attention_backend(backend, small_model), torch.no_grad():
         small_model(small)  # fill caches with other shapes first
         ref = small_model(x)["x_hat"].clamp(0, 1)
         enc = small_model.compress(x)

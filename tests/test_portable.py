@@ -54,14 +54,14 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
         for backend, n, fast in encode_combos:
             fast_mode(model, enabled=fast)
             try:
-                with attention_backend(backend), threads(n):
+                with attention_backend(backend, model), threads(n):
                     streams.append(model.compress(image, portable=True))
             finally:
                 fast_mode(model, enabled=False)
         for enc in streams:
             y_hats = []
             for backend, n in decode_combos:
-                with attention_backend(backend), threads(n):
+                with attention_backend(backend, model), threads(n):
                     out = model.latent_codec.decompress(
                         enc["strings"], enc["shape"], portable=True
                     )
