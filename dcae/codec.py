@@ -55,7 +55,7 @@ from .bitstream import (
     unpack,
 )
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
-from .loading import check_ready, downsampling_factor, load_model, model_identity
+from .loading import check_ready, downsampling_factor, eval_mode, load_model, model_identity
 from .model import DCAEModel
 
 __all__ = [
@@ -196,7 +196,8 @@ def resolve_model(
     checkpoint: Union[str, os.PathLike, None] = None,
     name: Optional[str] = None,
 ) -> Tuple[CompressionModel, int]:
-    """``(model, quality hint)``: the given model, a checkpoint, or the shipped one.
+    """``(model, quality hint)``: the given model, a checkpoint, or the shipped
+    one (a fresh instance, :func:`dcae.pretrained.load_pretrained`).
 
     Args:
         model: a model (checked with :func:`dcae.loading.check_ready`).
@@ -207,6 +208,20 @@ def resolve_model(
 
     The quality hint is the shipped model's quality (0 for any other model).
     """
+    return _resolve(model, quality, checkpoint, name, shared=False)
+
+
+def _resolve(
+    model: Optional[CompressionModel],
+    quality: Optional[int],
+    checkpoint: Union[str, os.PathLike, None],
+    name: Optional[str],
+    *,
+    shared: bool,
+) -> Tuple[CompressionModel, int]:
+    """:func:`resolve_model`; with ``shared``, the shipped model is the
+    process-wide instance (:func:`dcae.pretrained.shared_model`), for
+    :func:`encode` only: it is never returned to a caller."""
     given = sum(v is not None for v in (model, quality, checkpoint))
     if given > 1:
         raise ValueError("give at most one of model, quality and checkpoint")
@@ -231,7 +246,7 @@ def resolve_model(
             "pass model= (Python) or --checkpoint PATH (command line)"
         )
     q = pretrained.default_quality() if quality is None else int(quality)
-    m = pretrained.load_pretrained(q)
+    m = pretrained.shared_model(q) if shared else pretrained.load_pretrained(q)
     check_ready(m)
     return m, q
 
@@ -270,7 +285,7 @@ def _model_for(stream: Bitstream, model: Optional[CompressionModel]) -> Compress
         )
     order = sorted(qualities, key=lambda q: (q != stream.quality, q))
     for q in order:
-        m = pretrained.load_pretrained(q)
+        m = pretrained.shared_model(q)
         if model_fingerprint(m) == stream.model_digest:
             check_ready(m)
             return m
@@ -278,17 +293,6 @@ def _model_for(stream: Bitstream, model: Optional[CompressionModel]) -> Compress
         f"the file was written by model {stream.describe_model()}, which is none of the "
         f"shipped models (qualities {qualities}); {_how_to_pass(stream)}"
     )
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 class _GuardedCoder:
@@ -435,7 +439,7 @@ def encode(
     if padding is not None and padding not in PADDING_POLICIES:
         raise ValueError(f"unknown padding policy {padding!r}; choose one of {PADDING_POLICIES}")
     x, channels = image_to_tensor(image)
-    net, quality_hint = resolve_model(model, quality)
+    net, quality_hint = _resolve(model, quality, None, None, shared=True)
     if portable and not isinstance(net, DCAEModel):
         raise ValueError(
             f"portable coding is a DCAE mode; {type(net).__name__} does not support it"
@@ -445,7 +449,7 @@ def encode(
     if any(pad):
         x = F.pad(x, pad, mode="constant", value=0.0)
     device = next(net.parameters()).device
-    with _eval_mode(net):
+    with eval_mode(net):
         out = net.compress(x.to(device), portable=True) if portable else net.compress(x.to(device))
     kind, name = model_identity(net)
     try:
@@ -486,7 +490,7 @@ def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
         _check_dcae_shape(stream)
     strings = [[s] for s in stream.strings]
     try:
-        with _eval_mode(model), _guarded_decoders(model):
+        with eval_mode(model), _guarded_decoders(model):
             if stream.portable:
                 x_hat = model.decompress(strings, stream.shape, portable=True)["x_hat"]
             else:

@@ -21,6 +21,7 @@ curves, BD-rate tables, CSV and plots.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -169,16 +170,35 @@ def evaluate_model(
         images: image files.
         codec: codec name stored in the records.
         point: rate-point label stored in the records.
-        device: where to run the model.
+        device: where to run the model.  A model elsewhere is copied there
+            (``copy.deepcopy``); ``model`` itself is never moved.
         estimate_rate: also run ``forward`` and store the likelihood bpp.
         log: progress callback.
+
+    ``model`` is run in eval mode and its training flag restored afterwards;
+    nothing else of it changes.
     """
-    from .codec import coding_padding
-    from .loading import check_ready
+    from .loading import check_ready, eval_mode
 
     check_ready(model)
     device = torch.device(device)
-    model = model.to(device).eval()
+    own = next(iter(model.parameters()), None)
+    if own is not None and own.device != device:
+        model = copy.deepcopy(model).to(device)
+    with eval_mode(model):
+        return _evaluate(model, images, codec, point, device, estimate_rate, log)
+
+
+def _evaluate(
+    model: torch.nn.Module,
+    images: Sequence[Path],
+    codec: str,
+    point: str,
+    device: torch.device,
+    estimate_rate: bool,
+    log: Log,
+) -> List[ImageRecord]:
+    from .codec import coding_padding
 
     def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
         _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))

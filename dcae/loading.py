@@ -18,11 +18,12 @@ names a user passes (``--model``) are resolved.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from compressai.entropy_models import EntropyModel
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_DOWNSAMPLING_FACTOR",
     "check_ready",
     "downsampling_factor",
+    "eval_mode",
     "image_model_names",
     "load_model",
     "missing_tables",
@@ -178,6 +180,19 @@ def check_ready(model: Any) -> None:
             f"the model has no CDF tables (entropy models {shown}): call "
             "model.update(force=True) first"
         )
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` in eval mode under ``torch.inference_mode()``, then restore
+    its training flag (the one change dcae's coding makes to a given model)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def downsampling_factor(model: torch.nn.Module) -> int:

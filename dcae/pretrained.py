@@ -20,7 +20,8 @@ import io
 import json
 import lzma
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -42,6 +43,7 @@ __all__ = [
     "load_pretrained",
     "model_from_checkpoint",
     "save_checkpoint",
+    "shared_model",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -76,7 +78,11 @@ def _sha256(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(quality: int) -> DCAEModel:
+def _shipped_state(quality: int) -> Tuple[Mapping[str, Any], Mapping[str, Tensor]]:
+    """``(config dict, state dict)`` of a shipped model, read once per process.
+
+    Private and never handed out: every model made from it copies the tensors
+    (``load_state_dict``), so no caller can change what another one gets."""
     entries = {int(m["quality"]): m for m in _manifest()["models"]}
     entry = entries[quality]
     path = WEIGHTS_DIR / entry["file"]
@@ -84,18 +90,12 @@ def _load_cached(quality: int) -> DCAEModel:
         raise DCAEError(f"shipped weights {path} are missing; reinstall dcae")
     if "sha256" in entry and _sha256(path) != entry["sha256"]:
         raise DCAEError(f"shipped weights {path} are corrupted (sha256 mismatch); reinstall dcae")
-    return load_checkpoint(path)
+    model = load_checkpoint(path)
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    return MappingProxyType(model.config.to_dict()), MappingProxyType(state)
 
 
-def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
-    """The shipped model of the given quality (1 = lowest rate), in eval mode.
-
-    Args:
-        quality: rate point; default :func:`default_quality`.
-
-    Raises:
-        DCAEError: no weights are shipped or ``quality`` is not one of them.
-    """
+def _check_quality(quality: Optional[int]) -> int:
     qualities = available_qualities()
     if not qualities:
         raise DCAEError(
@@ -104,7 +104,46 @@ def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
     q = default_quality() if quality is None else int(quality)
     if q not in qualities:
         raise DCAEError(f"quality {quality} is not available; choose one of {qualities}")
-    return _load_cached(q)
+    return q
+
+
+def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
+    """A new instance of the shipped model of the given quality (1 = lowest
+    rate), in eval mode.
+
+    The file is read once per process; each call builds a fresh module from
+    that state (about 0.2 s for the ``small`` preset on one CPU core), so a
+    caller may move, train, put into fast mode or edit the model it gets
+    without changing anyone else's (nor the one :func:`dcae.encode` and
+    :func:`dcae.decode` use, see :func:`shared_model`).
+
+    Args:
+        quality: rate point; default :func:`default_quality`.
+
+    Raises:
+        DCAEError: no weights are shipped or ``quality`` is not one of them.
+    """
+    config, state = _shipped_state(_check_quality(quality))
+    model = DCAEModel(DCAEConfig.from_dict(dict(config)))
+    model.load_state_dict(dict(state))
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(quality: int) -> DCAEModel:
+    return load_pretrained(quality)
+
+
+def shared_model(quality: Optional[int] = None) -> DCAEModel:
+    """The process-wide instance of a shipped model that :func:`dcae.encode`
+    and :func:`dcae.decode` code with when no model is given (built once, so
+    that they stay fast).
+
+    dcae never hands it to a caller: :func:`load_pretrained` and
+    :func:`dcae.codec.resolve_model` return fresh instances.  Code that calls
+    this function must not move, train or edit the model.
+    """
+    return _shared(_check_quality(quality))
 
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -384,5 +423,6 @@ def package_models(
     manifest = {"models": [entries[q] for q in qualities], "default": default}
     manifest.update(info)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    _load_cached.cache_clear()
+    _shipped_state.cache_clear()
+    _shared.cache_clear()
     return manifest

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
-import torch
-
-from .config import PRESETS, DCAEConfig
-from .convert import to_layout
+from .config import PRESETS
 from .errors import DCAEError, ModelMismatchError
 from .model import DCAEModel
 from .pretrained import _sha256
@@ -219,32 +216,15 @@ def dcae(
 
 
 def load_model(path: Union[str, Path], map_location: str = "cpu") -> DCAEModel:
-    """An eval-mode model from a checkpoint in any layout (dcae, official,
-    CompressAI port), loaded with ``weights_only=True``; CDF tables are built
-    when the file has none."""
+    """An eval-mode DCAE model from a checkpoint in any layout (dcae, official,
+    CompressAI port): :func:`dcae.loading.load_model` (``weights_only=True``;
+    CDF tables built when the file has none), kept under this name."""
+    from .loading import load_model as _load
+
     path = Path(path)
     if not path.is_file():
         raise DCAEError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # unpickling errors of all kinds
-        raise ModelMismatchError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
-    if not isinstance(obj, Mapping):
-        raise ModelMismatchError(f"{path} does not hold a state dict")
-    cfg = None
-    if isinstance(obj.get("config"), Mapping):
-        cfg = DCAEConfig.from_dict(dict(obj["config"]))
-    sd = to_layout(obj, "dcae")
-    try:
-        model = DCAEModel.from_state_dict(sd, config=cfg)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise ModelMismatchError(f"{path} does not fit a DCAE model: {e}") from e
-    model.eval()
-    gc = model.entropy_model.gaussian_conditional
-    eb = model.latent_codec.hyper.entropy_bottleneck
-    if gc.quantized_cdf.numel() == 0 or eb._quantized_cdf.numel() == 0:
-        model.update(force=True)
-    return model
+    return _load(path, map_location=map_location)  # type: ignore[return-value]
 
 
 ZOO_NAME: str = register()

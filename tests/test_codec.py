@@ -236,7 +236,7 @@ def test_shipped_models_are_matched_by_digest(small_model, monkeypatch):
     shipped = {1: other, 2: small_model}
     monkeypatch.setattr(pretrained, "available_qualities", lambda: sorted(shipped))
     monkeypatch.setattr(pretrained, "default_quality", lambda: 2)
-    monkeypatch.setattr(pretrained, "load_pretrained", lambda q=None: shipped[q or 2])
+    monkeypatch.setattr(pretrained, "shared_model", lambda q=None: shipped[q or 2])
     img = random_image(12, 12)
     data = encode(img)
     assert unpack(data).quality == 2

@@ -312,3 +312,17 @@ def test_dcae_eval_errors(image_dir, checkpoint, monkeypatch, tmp_path, capsys):
     assert main([*base, "--checkpoint", str(checkpoint), "--jpeg-qualities", "0"]) == 1
     with pytest.raises(SystemExit):
         main([*base, "--jpeg-qualities", "a,b"])
+
+
+def test_evaluate_model_leaves_the_callers_model_as_it_was(image_dir, small_model):
+    images = collect_images(image_dir, limit=1)
+    weights = {k: v.clone() for k, v in small_model.state_dict().items()}
+    small_model.train()
+    try:
+        evaluate_model(small_model, images, "dcae", "q1")
+        assert small_model.training  # its training flag is restored
+    finally:
+        small_model.eval()
+    assert next(small_model.parameters()).device.type == "cpu"
+    for k, v in small_model.state_dict().items():
+        assert torch.equal(v, weights[k]), k

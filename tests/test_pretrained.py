@@ -200,3 +200,33 @@ def test_convert_reads_shipped_difference_files(tmp_path):
     convert_file(WEIGHTS_DIR / f"small-q{q}.pt.xz", tmp_path / "q.pt", to="dcae")
     back = load_checkpoint(tmp_path / "q.pt").state_dict()
     assert all(torch.equal(back[k], v) for k, v in shipped.items())
+
+
+def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
+    """load_pretrained hands out a fresh module each call: moving, training,
+    fast mode or weight edits by one caller change nothing another caller
+    (or dcae.encode/decode) gets."""
+    from dcae.fast import fast_mode
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), np.uint8))
+    before = dcae.encode(img)
+    first = load_pretrained()
+    second = load_pretrained()
+    assert first is not second
+    reference = {k: v.clone() for k, v in second.state_dict().items()}
+    first.train()
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)
+    first.to(torch.float64)
+    try:
+        fast_mode(first)
+    except Exception:  # fast mode's own preconditions are not what is tested here
+        pass
+    third = load_pretrained()
+    assert not third.training and not second.training
+    for k, v in third.state_dict().items():
+        assert v.dtype == reference[k].dtype and torch.equal(v, reference[k]), k
+    assert dcae.encode(img) == before
+    assert dcae.decode(before).size == img.size
+    assert dcae.codec.resolve_model()[0] is not dcae.codec.resolve_model()[0]
