@@ -23,14 +23,16 @@ import hashlib
 import json
 import math
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .errors import FormatError
+
+if TYPE_CHECKING:  # torch is imported where used: the CLI's parsers read this module
+    import torch
+    from torch import nn
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -215,13 +217,7 @@ def encode_shape(shape: Any) -> bytes:
                     out.extend(k.encode("ascii"))
                     put(item, depth + 1)
             else:
-                tag = (
-                    _SIZE
-                    if isinstance(v, torch.Size)
-                    else _LIST
-                    if isinstance(v, list)
-                    else _TUPLE
-                )
+                tag = _SIZE if _is_size(v) else _LIST if isinstance(v, list) else _TUPLE
                 out.extend((tag, len(v)))
                 for item in v:
                     put(item, depth + 1)
@@ -312,6 +308,8 @@ def decode_shape(data: bytes) -> Any:
         if tag == _SIZE:
             if any(not isinstance(v, int) for v in items):
                 raise FormatError("shape field has a torch.Size of non-ints")
+            import torch
+
             return torch.Size(items)
         return tuple(items)
 
@@ -351,7 +349,15 @@ def shape_budget(coded_height: int, coded_width: int) -> int:
     return max(SHAPE_MIN_ELEMENTS, SHAPE_ELEMENTS_PER_PIXEL * coded_height * coded_width)
 
 
+def _is_size(v: Any) -> bool:
+    """``isinstance(v, torch.Size)`` without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(v, torch.Size)
+
+
 def _tensor_bytes(t: torch.Tensor) -> bytes:
+    import torch
+
     t = t.detach().cpu().contiguous()
     if t.dtype == torch.bfloat16:
         t = t.view(torch.int16)

@@ -55,6 +55,7 @@ from .bitstream import (
     unpack,
 )
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+from .images import UnsupportedImageError, check_pixels, open_image
 from .loading import check_ready, downsampling_factor, eval_mode, load_model, model_identity
 from .model import DCAEModel
 
@@ -78,23 +79,6 @@ _RGB_MODES = {"RGB"}
 _GRAY_MODES = {"L", "1"}
 _CONVERTED_MODES = {"P", "YCbCr"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
-
-
-class UnsupportedImageError(DCAEError, ValueError):
-    """An input image has a mode, size or value range dcae does not code."""
-
-
-# ----------------------------------------------------------------------------- images
-def open_image(path: Union[str, os.PathLike]) -> Image.Image:
-    """Open and load an image file; unreadable files raise :class:`UnsupportedImageError`."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except FileNotFoundError:
-        raise
-    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError) as e:
-        raise UnsupportedImageError(f"cannot read image {os.fspath(path)!r}: {e}") from e
 
 
 def _pil_to_rgb(img: Image.Image) -> Tuple[Image.Image, int]:
@@ -125,19 +109,24 @@ def _pil_to_rgb(img: Image.Image) -> Tuple[Image.Image, int]:
     )
 
 
-def _check_size(h: int, w: int) -> None:
+def _check_size(h: int, w: int, max_pixels: Optional[int]) -> None:
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise UnsupportedImageError(f"image size {w}x{h} is not in 1..{MAX_SIDE} per side")
+    check_pixels(w, h, max_pixels)
 
 
-def image_to_tensor(image: ImageInput) -> Tuple[Tensor, int]:
+def image_to_tensor(
+    image: ImageInput, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+) -> Tuple[Tensor, int]:
     """``(x, channels)``: ``x`` is ``(1, 3, H, W)`` float32 on 8-bit levels
     (``k/255``), ``channels`` the count to record (1 grayscale, 3 RGB).
 
     Tensors must be float ``(3, H, W)``, ``(1, 3, H, W)`` (RGB) or ``(1, H, W)``,
     ``(1, 1, H, W)`` (grayscale) with values in ``[0, 1]``; they are rounded
     to 8-bit levels, so encoding a tensor and its 8-bit PIL image give the
-    same file.
+    same file.  Images of more than ``max_pixels`` pixels (``None``: no bound)
+    are refused; files before their pixels are decoded
+    (:func:`dcae.images.open_image`).
     """
     if isinstance(image, Tensor):
         x = image.detach()
@@ -156,7 +145,7 @@ def image_to_tensor(image: ImageInput) -> Tuple[Tensor, int]:
                 f"expected a tensor (3, H, W), (1, 3, H, W), (1, H, W) or (1, 1, H, W), "
                 f"got {tuple(image.shape)}{hint}"
             )
-        _check_size(int(x.shape[2]), int(x.shape[3]))
+        _check_size(int(x.shape[2]), int(x.shape[3]), max_pixels)
         x = x.float().cpu()
         if not bool(torch.isfinite(x).all()):
             raise UnsupportedImageError("tensor values must be finite and in [0, 1] (got NaN/inf)")
@@ -170,13 +159,13 @@ def image_to_tensor(image: ImageInput) -> Tuple[Tensor, int]:
         x = torch.round(x * 255) / 255
         return x.expand(1, 3, -1, -1).contiguous(), channels
     if isinstance(image, (str, os.PathLike)):
-        image = open_image(image)
+        image = open_image(image, max_pixels=max_pixels)
     if not isinstance(image, Image.Image):
         hint = " (use PIL.Image.fromarray(array))" if type(image).__name__ == "ndarray" else ""
         raise TypeError(
             f"expected a path, a PIL image or a tensor, got {type(image).__name__}{hint}"
         )
-    _check_size(image.height, image.width)
+    _check_size(image.height, image.width, max_pixels)
     rgb, channels = _pil_to_rgb(image)
     data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
     x = data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).unsqueeze(0).float() / 255
@@ -408,6 +397,7 @@ def encode(
     quality: Optional[int] = None,
     padding: Optional[str] = None,
     portable: bool = False,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """Compress an image to the bytes of a ``.dcae`` file.
 
@@ -430,15 +420,20 @@ def encode(
             snapped means): the file then decodes under any attention backend,
             thread count, compiler or device, at about 1.8x the coding time on
             CPU (format guide, "Portable coding"); recorded in the header.
+        max_pixels: refuse images with more pixels (``None``: no bound), as
+            :func:`decode` refuses files; a file's size is read from its header
+            before any pixel is decoded.  Coding needs about 250 bytes per
+            pixel with the ``small`` preset.
 
     Raises:
-        UnsupportedImageError: the image cannot be coded (mode, size, values).
+        UnsupportedImageError: the image cannot be coded (mode, size, values,
+            animated, more than ``max_pixels`` pixels).
         DCAEError: no model is available, or it has no CDF tables.
         TypeError: ``model`` is not a ``CompressionModel``.
     """
     if padding is not None and padding not in PADDING_POLICIES:
         raise ValueError(f"unknown padding policy {padding!r}; choose one of {PADDING_POLICIES}")
-    x, channels = image_to_tensor(image)
+    x, channels = image_to_tensor(image, max_pixels=max_pixels)
     net, quality_hint = _resolve(model, quality, None, None, shared=True)
     if portable and not isinstance(net, DCAEModel):
         raise ValueError(

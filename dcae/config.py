@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["DCAEConfig", "PRESETS", "get_config"]
+__all__ = ["DCAEConfig", "PRESETS", "TrainConfig", "get_config"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,34 @@ def get_config(preset: str | DCAEConfig = "paper", **overrides: Any) -> DCAEConf
                 f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
             ) from None
     return cfg.replace(**overrides) if overrides else cfg
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`dcae.train.train` (the ``dcae train`` arguments)."""
+
+    data: str
+    output: str
+    preset: str = "small"
+    lmbda: float = 0.0067
+    metric: str = "mse"
+    steps: int = 10000
+    batch_size: int = 8
+    patch_size: int = 128
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 200
+    clip: float = 1.0
+    val: Optional[str] = None
+    val_split: int = 4
+    val_every: int = 500
+    save_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    resume: Optional[str] = None
+    init: Optional[str] = None
+    amp: bool = False
+    threads: int = 0
+    export: Optional[str] = None
+    quality: Optional[int] = None

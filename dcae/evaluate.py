@@ -37,6 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import DCAEError
+from .images import IMAGE_SUFFIXES, image_files, open_image
 from .metrics import bpp_from_bytes, bpp_from_likelihoods, ms_ssim, psnr
 from .report import (
     PLOT_ANCHORS,
@@ -61,7 +62,6 @@ __all__ = [
     "run_evaluation",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 _MIN_SIDE = 161  # MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
 
 Log = Callable[[str], None]
@@ -87,26 +87,17 @@ class EvaluationReport:
 
 
 def collect_images(directory: Union[str, os.PathLike], limit: Optional[int] = None) -> List[Path]:
-    """Image files directly in ``directory``, sorted by name (first ``limit``)."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: not a directory")
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be at least 1, got {limit}")
-        files = files[:limit]
+    """Image files directly in ``directory``, sorted by name (first ``limit``):
+    :func:`dcae.images.image_files`, refusing an empty folder."""
+    files = image_files(directory, limit)
     if not files:
-        raise DCAEError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {d}")
+        raise DCAEError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
     return files
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            rgb = np.array(img.convert("RGB"))
-    except (OSError, Image.DecompressionBombError) as e:
-        raise DCAEError(f"cannot read image {path}: {e}") from e
+    with open_image(path) as img:
+        rgb = np.array(img.convert("RGB"))
     h, w = rgb.shape[:2]
     if min(h, w) < _MIN_SIDE:
         raise DCAEError(

@@ -19,7 +19,6 @@ on CUDA).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import math
@@ -36,14 +35,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import get_config
+from .config import TrainConfig, get_config
 from .errors import DCAEError
+from .images import image_files, open_image
+from .loading import load_model
 from .model import DCAEModel
-from .pretrained import load_checkpoint, save_checkpoint
+from .pretrained import save_checkpoint
 
-__all__ = ["ImageFolder", "RateDistortionLoss", "TrainConfig", "train", "add_arguments"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+__all__ = ["ImageFolder", "RateDistortionLoss", "TrainConfig", "evaluate_loss", "train"]
 
 
 class ImageFolder:
@@ -55,18 +54,16 @@ class ImageFolder:
     """
 
     def __init__(self, root: Optional[str] = None, files: Optional[Sequence[Path]] = None):
-        from PIL import Image
-
         if files is None:
             if root is None or not Path(root).is_dir():
                 raise DCAEError(f"training folder {root!r} does not exist")
-            files = sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(root)
         if not files:
             raise DCAEError(f"no images in {root!r}")
         self.files = list(files)
         self.images: List[Tensor] = []
         for f in self.files:
-            with Image.open(f) as im:
+            with open_image(f) as im:
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
             self.images.append(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
 
@@ -132,37 +129,6 @@ class RateDistortionLoss(nn.Module):
             out["ms_ssim"] = ms_ssim(output["x_hat"].clamp(0, 1), target, data_range=1.0)
             out["loss"] = self.lmbda * (1 - out["ms_ssim"]) + bpp
         return out
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Options of :func:`train` (the ``dcae train`` arguments)."""
-
-    data: str
-    output: str
-    preset: str = "small"
-    lmbda: float = 0.0067
-    metric: str = "mse"
-    steps: int = 10000
-    batch_size: int = 8
-    patch_size: int = 128
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 200
-    clip: float = 1.0
-    val: Optional[str] = None
-    val_split: int = 4
-    val_every: int = 500
-    save_every: int = 500
-    log_every: int = 50
-    seed: int = 0
-    resume: Optional[str] = None
-    init: Optional[str] = None
-    amp: bool = False
-    threads: int = 0
-    export: Optional[str] = None
-    quality: Optional[int] = None
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -249,13 +215,9 @@ def evaluate_loss(
     return {k: v / max(1, len(images)) for k, v in sums.items()}
 
 
-def train(cfg: TrainConfig) -> DCAEModel:
-    """Train a model as configured; returns the (unwrapped) model.
-
-    Writes ``checkpoint.pt`` (resumable), ``train.csv`` and ``val.csv`` into
-    ``cfg.output``; with ``cfg.export`` also a shipped-style checkpoint with
-    CDF tables (``update()`` applied).
-    """
+def _setup_process(cfg: TrainConfig) -> Tuple[int, int, int, torch.device]:
+    """``(rank, world, local rank, device)``; joins the process group under
+    ``torchrun``, sets the thread count and seeds every RNG."""
     rank, world, local = _distributed()
     use_cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
@@ -263,16 +225,18 @@ def train(cfg: TrainConfig) -> DCAEModel:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.output)
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
+        Path(cfg.output).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
+    return rank, world, local, device
 
-    files = sorted(p for p in Path(cfg.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+def _datasets(cfg: TrainConfig) -> Tuple[ImageFolder, Optional[ImageFolder]]:
+    """Training images and validation images (the last ``val_split`` files of
+    ``cfg.data`` unless ``cfg.val`` names a folder)."""
+    files = image_files(cfg.data)
     if cfg.val is None and cfg.val_split > 0 and len(files) > cfg.val_split:
         train_files, val_files = files[: -cfg.val_split], files[-cfg.val_split :]
         val_set: Optional[ImageFolder] = ImageFolder(files=val_files)
@@ -280,180 +244,204 @@ def train(cfg: TrainConfig) -> DCAEModel:
         train_files = files
         val_set = ImageFolder(cfg.val) if cfg.val else None
     data = ImageFolder(files=train_files) if train_files else ImageFolder(cfg.data)
+    return data, val_set
 
-    if cfg.init:
-        model = load_checkpoint(cfg.init)  # a model or a training checkpoint.pt
-        model.train()
-    else:
-        model = DCAEModel(get_config(cfg.preset))
-    model.to(device).train()
-    criterion = RateDistortionLoss(cfg.lmbda, cfg.metric)
-    main_params, aux_params = _split_params(model)
-    optimizer = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and use_cuda)
-    step = 0
 
-    if cfg.resume:
-        ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-        step = int(ckpt["step"])
-        states = ckpt["rng"]
-        _set_rng_state(states[rank] if isinstance(states, list) else states, gen)
-
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[local] if use_cuda else None)
-
-    train_log = out_dir / "train.csv"
-    val_log = out_dir / "val.csv"
-    if rank == 0 and step == 0:
-        for path, header in (
-            (train_log, ["step", "loss", "bpp", "mse", "psnr", "aux", "lr", "seconds"]),
-            (val_log, ["step", "loss", "bpp", "mse", "psnr"]),
-        ):
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(header)
-
-    def save() -> None:
-        rng = _rng_state(gen)
-        if world > 1:
-            gathered: List[Any] = [None] * world
-            dist.all_gather_object(gathered, rng)
-            rng = gathered  # type: ignore[assignment]
-        if rank == 0:
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "aux_optimizer": aux_optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "rng": rng,
-                    "config": model.config.to_dict(),
-                    "train_config": dataclasses.asdict(cfg),
-                },
-                out_dir / "checkpoint.pt",
-            )
-
-    t0 = time.time()
-    acc: Dict[str, float] = {}
-    n_acc = 0
-    autocast_dtype = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) else None
-    while step < cfg.steps:
-        x = data.batch(cfg.batch_size, cfg.patch_size, gen).to(device)
-        optimizer.zero_grad(set_to_none=True)
-        aux_optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float16, enabled=cfg.amp and use_cuda
-        ):
-            out = net(x)
-        out["x_hat"] = out["x_hat"].float()
-        terms = criterion(out, x)
-        scaler.scale(terms["loss"]).backward()
-        if cfg.clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
-        scaler.step(optimizer)
-        scaler.update()
-        aux = model.aux_loss()
-        aux.backward()
-        aux_optimizer.step()
-        scheduler.step()
-        step += 1
-        for k in ("loss", "bpp", "mse"):
-            acc[k] = acc.get(k, 0.0) + float(terms[k].detach())
-        acc["aux"] = acc.get("aux", 0.0) + float(aux.detach())
-        n_acc += 1
-        if not math.isfinite(float(terms["loss"].detach())):
-            raise DCAEError(f"loss is not finite at step {step}")
-        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
-            means = {k: v / n_acc for k, v in acc.items()}
-            psnr = -10 * math.log10(max(means["mse"], 1e-10))
-            elapsed = time.time() - t0
-            with open(train_log, "a", newline="") as f:
-                csv.writer(f).writerow(
-                    [step, f"{means['loss']:.5f}", f"{means['bpp']:.5f}", f"{means['mse']:.7f}",
-                     f"{psnr:.3f}", f"{means['aux']:.3f}", f"{scheduler.get_last_lr()[0]:.3e}",
-                     f"{elapsed:.1f}"]
-                )  # fmt: skip
-            print(
-                f"[{step}/{cfg.steps}] loss {means['loss']:.4f} bpp {means['bpp']:.4f} "
-                f"psnr {psnr:.2f} aux {means['aux']:.1f} ({elapsed:.0f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
-            acc, n_acc = {}, 0
-        if val_set is not None and rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
-            v = evaluate_loss(model, val_set.images, criterion, device)
-            with open(val_log, "a", newline="") as f:
-                csv.writer(f).writerow(
-                    [step, f"{v['loss']:.5f}", f"{v['bpp']:.5f}", f"{v['mse']:.7f}",
-                     f"{v['psnr']:.3f}"]
-                )  # fmt: skip
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save()
-    if cfg.export and rank == 0:
-        model.eval()
-        model.update(force=True)
-        extra: Dict[str, Any] = {"lambda": cfg.lmbda, "metric": cfg.metric, "steps": step}
-        if cfg.quality is not None:
-            extra["quality"] = cfg.quality
-        save_checkpoint(model.cpu(), cfg.export, **extra)
-    if world > 1:
-        dist.barrier()
+def _initial_model(cfg: TrainConfig) -> DCAEModel:
+    """A new model of ``cfg.preset``, or the one of ``cfg.init`` (any checkpoint
+    :func:`dcae.loading.load_model` reads: a model or a training checkpoint.pt)."""
+    if not cfg.init:
+        return DCAEModel(get_config(cfg.preset))
+    model = load_model(cfg.init)
+    if not isinstance(model, DCAEModel):
+        raise DCAEError(f"--init {cfg.init} holds a {type(model).__name__}, not a DCAE model")
     return model
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``dcae train``."""
-    d = TrainConfig(data="", output="")
-    p.add_argument("data", help="folder of training images")
-    p.add_argument("-o", "--output", required=True, help="run folder (checkpoint, logs)")
-    p.add_argument("--preset", default=d.preset, help="model preset (default: %(default)s)")
-    p.add_argument("--lambda", dest="lmbda", type=float, default=d.lmbda, help="RD trade-off")
-    p.add_argument("--metric", choices=("mse", "ms-ssim"), default=d.metric)
-    p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--patch-size", type=int, default=d.patch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--aux-lr", type=float, default=d.aux_lr)
-    p.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--clip", type=float, default=d.clip, help="gradient norm clip (0: off)")
-    p.add_argument("--val", default=None, help="validation folder (default: hold out files)")
-    p.add_argument("--val-split", type=int, default=d.val_split, help="files held out")
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--save-every", type=int, default=d.save_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--resume", default=None, help="checkpoint.pt of a run to continue")
-    p.add_argument("--init", default=None, help="warm start from a model checkpoint")
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--export", default=None, help="write the final model with CDF tables")
-    p.add_argument("--quality", type=int, default=None, help="quality index stored in export")
+_TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "aux", "lr", "seconds"]
+_VAL_COLUMNS = ["step", "loss", "bpp", "mse", "psnr"]
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A :class:`TrainConfig` from parsed ``dcae train`` arguments."""
-    fields = TrainConfig.__dataclass_fields__
-    return TrainConfig(**{k: getattr(args, k) for k in fields if hasattr(args, k)})
+def _append_row(path: Path, row: Sequence[Any], mode: str = "a") -> None:
+    with open(path, mode, newline="") as f:
+        csv.writer(f).writerow(row)
+
+
+class _Run:
+    """One training run: the model, its optimizers, the step counter and the
+    RNG of the crops, with what :func:`train` does to them."""
+
+    def __init__(self, cfg: TrainConfig, rank: int, world: int, local: int, device: torch.device):
+        self.cfg, self.rank, self.world, self.device = cfg, rank, world, device
+        self.use_cuda = device.type == "cuda"
+        self.out_dir = Path(cfg.output)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
+        self.data, self.val_set = _datasets(cfg)
+        self.model = _initial_model(cfg)
+        self.model.to(device).train()
+        self.criterion = RateDistortionLoss(cfg.lmbda, cfg.metric)
+        self.main_params, aux_params = _split_params(self.model)
+        self.optimizer = torch.optim.Adam(self.main_params, lr=cfg.lr)
+        self.aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.use_cuda)
+        self.step = 0
+        if cfg.resume:
+            self.resume(cfg.resume)
+        self.net: nn.Module = self.model
+        if world > 1:
+            ids = [local] if self.use_cuda else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.train_log = self.out_dir / "train.csv"
+        self.val_log = self.out_dir / "val.csv"
+        if rank == 0 and self.step == 0:
+            _append_row(self.train_log, _TRAIN_COLUMNS, "w")
+            _append_row(self.val_log, _VAL_COLUMNS, "w")
+
+    def resume(self, path: str) -> None:
+        """Continue from a ``checkpoint.pt``: weights, optimizers, step and RNGs."""
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        states = ckpt["rng"]
+        _set_rng_state(states[self.rank] if isinstance(states, list) else states, self.gen)
+
+    def save(self) -> None:
+        """Write the resumable ``checkpoint.pt`` (every rank's RNG state)."""
+        rng = _rng_state(self.gen)
+        if self.world > 1:
+            gathered: List[Any] = [None] * self.world
+            dist.all_gather_object(gathered, rng)
+            rng = gathered  # type: ignore[assignment]
+        if self.rank == 0:
+            _atomic_save(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "aux_optimizer": self.aux_optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "step": self.step,
+                    "rng": rng,
+                    "config": self.model.config.to_dict(),
+                    "train_config": dataclasses.asdict(self.cfg),
+                },
+                self.out_dir / "checkpoint.pt",
+            )
+
+    def train_step(self) -> Dict[str, float]:
+        """One optimizer step on a fresh batch; returns its loss terms."""
+        cfg = self.cfg
+        x = self.data.batch(cfg.batch_size, cfg.patch_size, self.gen).to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        bf16 = self.use_cuda and torch.cuda.is_bf16_supported()
+        with torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16 if bf16 else torch.float16,
+            enabled=cfg.amp and self.use_cuda,
+        ):
+            out = self.net(x)
+        out["x_hat"] = out["x_hat"].float()
+        terms = self.criterion(out, x)
+        self.scaler.scale(terms["loss"]).backward()
+        if cfg.clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.main_params, cfg.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        aux = self.model.aux_loss()
+        aux.backward()
+        self.aux_optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        values = {k: float(terms[k].detach()) for k in ("loss", "bpp", "mse")}
+        values["aux"] = float(aux.detach())
+        if not math.isfinite(values["loss"]):
+            raise DCAEError(f"loss is not finite at step {self.step}")
+        return values
+
+    def log_train(self, means: Dict[str, float], elapsed: float) -> None:
+        """A row of ``train.csv`` and a progress line on stderr."""
+        psnr = -10 * math.log10(max(means["mse"], 1e-10))
+        lr = self.scheduler.get_last_lr()[0]
+        _append_row(
+            self.train_log,
+            [self.step, f"{means['loss']:.5f}", f"{means['bpp']:.5f}", f"{means['mse']:.7f}",
+             f"{psnr:.3f}", f"{means['aux']:.3f}", f"{lr:.3e}", f"{elapsed:.1f}"],
+        )  # fmt: skip
+        print(
+            f"[{self.step}/{self.cfg.steps}] loss {means['loss']:.4f} bpp {means['bpp']:.4f} "
+            f"psnr {psnr:.2f} aux {means['aux']:.1f} ({elapsed:.0f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def validate(self) -> None:
+        """A row of ``val.csv``: the loss over the validation images."""
+        assert self.val_set is not None
+        v = evaluate_loss(self.model, self.val_set.images, self.criterion, self.device)
+        _append_row(
+            self.val_log,
+            [self.step, f"{v['loss']:.5f}", f"{v['bpp']:.5f}", f"{v['mse']:.7f}",
+             f"{v['psnr']:.3f}"],
+        )  # fmt: skip
+
+    def export(self, path: str) -> None:
+        """The final model with CDF tables, as :func:`~dcae.pretrained.save_checkpoint`."""
+        cfg = self.cfg
+        self.model.eval()
+        self.model.update(force=True)
+        extra: Dict[str, Any] = {"lambda": cfg.lmbda, "metric": cfg.metric, "steps": self.step}
+        if cfg.quality is not None:
+            extra["quality"] = cfg.quality
+        save_checkpoint(self.model.cpu(), path, **extra)
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def train(cfg: TrainConfig) -> DCAEModel:
+    """Train a model as configured; returns the (unwrapped) model.
+
+    Writes ``checkpoint.pt`` (resumable), ``train.csv`` and ``val.csv`` into
+    ``cfg.output``; with ``cfg.export`` also a shipped-style checkpoint with
+    CDF tables (``update()`` applied).
+    """
+    rank, world, local, device = _setup_process(cfg)
+    run = _Run(cfg, rank, world, local, device)
+    t0 = time.time()
+    sums: Dict[str, float] = {}
+    count = 0
+    while run.step < cfg.steps:
+        for k, v in run.train_step().items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        if rank == 0 and _due(run.step, cfg.log_every, cfg.steps):
+            run.log_train({k: v / count for k, v in sums.items()}, time.time() - t0)
+            sums, count = {}, 0
+        if run.val_set is not None and rank == 0 and _due(run.step, cfg.val_every, cfg.steps):
+            run.validate()
+        if _due(run.step, cfg.save_every, cfg.steps):
+            run.save()
+    if cfg.export and rank == 0:
+        run.export(cfg.export)
+    if world > 1:
+        dist.barrier()
+    return run.model
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m dcae.train`` (same arguments as ``dcae train``)."""
-    p = argparse.ArgumentParser(prog="dcae train", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    train(config_from_args(p.parse_args(argv)))
-    return 0
+    from .commands.train import main as _main
+
+    return _main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

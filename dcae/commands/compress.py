@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ..bitstream import PADDING_POLICIES
-from ..codec import encode, open_image, resolve_model
+from ..bitstream import DEFAULT_MAX_PIXELS, PADDING_POLICIES
+from ..images import IMAGE_SUFFIXES, open_image
 from .jobs import (
     add_model_argument,
     check_outputs,
@@ -33,8 +33,6 @@ __all__ = [
 ]
 
 HELP = "compress images to .dcae files"
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,14 +65,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="portable coding (DCAE models): the file decodes under any attention backend, "
         "thread count, compiler or device; about 1.8x the coding time on CPU",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images with more pixels, read from the header before decoding "
+        "(0: no bound; default: %(default)s, about 8 GB of memory to code)",
+    )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
 def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
+    from ..codec import encode, resolve_model
+
     jobs, is_dir = collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
-    check_outputs(jobs, args.force)
+    check_outputs(jobs, args.force, is_dir)
+    max_pixels = args.max_pixels or None
     model, quality = resolve_model(
         quality=args.quality, checkpoint=args.checkpoint, name=args.model
     )
@@ -82,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:
         t0 = time.perf_counter()
-        img = open_image(src)
+        img = open_image(src, max_pixels=max_pixels)
+        options = {"padding": args.padding, "portable": args.portable, "max_pixels": max_pixels}
         if quality:  # the shipped model (cached): the file records its quality
-            data = encode(img, quality=quality, padding=args.padding, portable=args.portable)
+            data = encode(img, quality=quality, **options)
         else:
-            data = encode(img, model=model, padding=args.padding, portable=args.portable)
+            data = encode(img, model=model, **options)
         write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height

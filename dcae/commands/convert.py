@@ -29,8 +29,6 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-
 from ..errors import DCAEError, ModelMismatchError
 from .jobs import add_model_argument
 
@@ -116,6 +114,8 @@ def convert_file(
         out = {"state_dict": sd}
     else:
         out = sd
+    import torch
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, dst)
     return {"from": source, "to": to, "tensors": len(sd), "config": cfg}

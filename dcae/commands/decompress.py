@@ -16,7 +16,6 @@ from pathlib import Path
 from PIL import Image
 
 from ..bitstream import DEFAULT_MAX_PIXELS
-from ..codec import decode, read_stream, resolve_model
 from ..errors import DCAEError
 from .jobs import (
     add_model_argument,
@@ -67,8 +66,10 @@ def _format_for(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Decompress; returns 0, or 1 if some files of a directory failed."""
+    from ..codec import decode, read_stream, resolve_model
+
     jobs, is_dir = collect_jobs(args.input, args.output, (".dcae",), ".png")
-    check_outputs(jobs, args.force)
+    check_outputs(jobs, args.force, is_dir)
     for _, dst in jobs:
         _format_for(dst)
     model = None

@@ -13,14 +13,13 @@ import argparse
 import functools
 import sys
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Callable, List, Sequence, Tuple
 
 from ..errors import DCAEError
-from ..evaluate import run_evaluation
-from ..report import find_anchors_dir
 from .jobs import add_model_argument
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEFAULT_JPEG_QUALITIES", "DEFAULT_WEBP_QUALITIES", "HELP", "add_arguments", "run"]
 
@@ -144,6 +143,8 @@ def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torc
 
 
 def _check_device(device: str) -> str:
+    import torch
+
     try:
         dev = torch.device(device)
     except RuntimeError as e:
@@ -155,6 +156,9 @@ def _check_device(device: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dcae eval``; returns the exit code."""
+    from ..evaluate import run_evaluation
+    from ..report import find_anchors_dir
+
     points = _model_points(args)
     device = _check_device(args.device)
     anchors = None

@@ -18,6 +18,7 @@ from ..errors import DCAEError
 __all__ = [
     "add_model_argument",
     "check_outputs",
+    "check_writable",
     "collect_jobs",
     "exit_status",
     "progress_prefix",
@@ -63,9 +64,34 @@ def collect_jobs(
     return [(inp, target)], False
 
 
-def check_outputs(jobs: List[Tuple[Path, Path]], force: bool) -> None:
-    """Refuse before any work if an output exists (without ``force``) or two
-    inputs map to one output."""
+def check_writable(directory: Path) -> None:
+    """Refuse before any work if files cannot be created in ``directory``
+    (missing, not a directory, read-only): the error names ``directory``."""
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise FileNotFoundError(f"output directory {directory} {what}")
+    try:  # os.access says yes to root and knows nothing of read-only mounts
+        fd, probe = tempfile.mkstemp(prefix=".dcae-probe.", dir=directory)
+    except OSError as e:
+        message = f"cannot write to output directory {directory}: {e.strerror}"
+        raise OSError(e.errno, message) from e
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_outputs(jobs: List[Tuple[Path, Path]], force: bool, is_dir: bool = False) -> None:
+    """Refuse before any work if an output exists (without ``force``), two
+    inputs map to one output, or an output directory is missing or read-only
+    (in directory mode the output directory is created first)."""
+    if is_dir and jobs:
+        try:
+            jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(
+                e.errno, f"cannot create output directory {jobs[0][1].parent}: {e.strerror}"
+            ) from e
+    for directory in dict.fromkeys(dst.parent for _, dst in jobs):
+        check_writable(directory)
     seen = {}
     for src, dst in jobs:
         if dst in seen:
@@ -83,8 +109,6 @@ def run_jobs(
     """Run ``code_one(src, dst, prefix)`` on every job; returns the number of
     failures.  A single file raises its error; in a directory run an error is
     printed for its file and the others go on."""
-    if is_dir:
-        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     for i, (src, dst) in enumerate(jobs, 1):
         prefix = f"{progress_prefix(i, len(jobs))} " if is_dir else ""
@@ -128,7 +152,10 @@ def write_atomic(
         raise FileNotFoundError(f"output directory {path.parent} does not exist")
     if not force and path.exists():
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the user's path, not the temporary file's
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -144,6 +171,10 @@ def write_atomic(
                 if path.exists():
                     raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
                 os.replace(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:  # disk full, quota, ...: name the user's path
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

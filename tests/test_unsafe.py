@@ -1,0 +1,215 @@
+"""Unsafe paths closed (#14): a light command line, images too large or
+animated, output locations checked before any encode, hostile checkpoints,
+and filesystem errors that name the user's path."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dcae
+from dcae.cli import main
+from dcae.codec import UnsupportedImageError
+from dcae.images import image_files, open_image
+from dcae.pretrained import save_checkpoint
+
+HEAVY = ("torch", "compressai")
+
+
+def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd
+    )
+
+
+def _error(capsys, *args) -> str:
+    """The one-line error of a failing in-process CLI run."""
+    assert main([str(a) for a in args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcae: error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(small_model, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(small_model, path)
+    return path
+
+
+def _png(path: Path, w: int = 24, h: int = 16) -> Path:
+    arr = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+# ------------------------------------------------------------------ light command line
+@pytest.mark.parametrize("command", [None, "compress", "decompress", "eval", "train", "convert"])
+def test_help_imports_neither_torch_nor_compressai(command):
+    args = [command, "--help"] if command else ["--help"]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['dcae', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('dcae', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = _run("-c", code)
+    assert "usage: dcae" in result.stdout, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout[-300:]
+
+
+def test_python_m_dcae_help_is_light():
+    result = _run("-X", "importtime", "-m", "dcae", "--help")
+    assert result.returncode == 0 and "usage: dcae" in result.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    assert not [m for m in imported if m.split(".")[0] in HEAVY]
+
+
+# ------------------------------------------------------------------ images too large
+def _large_png(path: Path, w: int, h: int) -> Path:
+    Image.new("L", (w, h)).save(path)  # a few KB on disk
+    return path
+
+
+def test_large_image_refused_before_decoding(tmp_path, capsys):
+    src = _large_png(tmp_path / "big.png", 2000, 1500)
+    line = _error(capsys, "compress", src, "--max-pixels", 1_000_000)
+    assert "2000x1500" in line and "--max-pixels 3000000" in line and str(src) in line
+    assert not (tmp_path / "big.dcae").exists()
+    with pytest.raises(UnsupportedImageError, match="2000x1500.*max_pixels=3000000"):
+        dcae.encode(src, max_pixels=1_000_000)
+    with pytest.raises(UnsupportedImageError, match="2000x1500"):
+        dcae.encode(Image.new("RGB", (2000, 1500)), max_pixels=1_000_000)
+
+
+def test_pillows_bomb_limit_gives_way_to_max_pixels(tmp_path, capsys, monkeypatch):
+    src = _large_png(tmp_path / "bomb.png", 3000, 2000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 6 Mpx is then "a bomb" to Pillow
+    with open_image(src) as img:  # within dcae's default bound: read, no bomb error
+        assert img.size == (3000, 2000)
+    with pytest.raises(UnsupportedImageError, match="3000x2000"):
+        open_image(src, max_pixels=5_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+    line = _error(capsys, "compress", src, "--max-pixels", 5_000_000)
+    assert "3000x2000" in line and "Traceback" not in line
+
+
+def test_default_bound_is_decompress_bound():
+    from dcae.bitstream import DEFAULT_MAX_PIXELS
+    from dcae.cli import build_parser
+
+    args = build_parser().parse_args(["compress", "x.png"])
+    assert args.max_pixels == DEFAULT_MAX_PIXELS
+
+
+# ------------------------------------------------------------------ animated images
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_animated_images_are_refused(tmp_path, capsys, fmt):
+    frames = [Image.new("RGB", (32, 24), c) for c in ("red", "green", "blue")]
+    src = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(src, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(src) as check:
+        assert getattr(check, "n_frames", 1) == 3
+    line = _error(capsys, "compress", src)
+    assert "animated (3 frames)" in line and str(src) in line
+    with pytest.raises(UnsupportedImageError, match="animated"):
+        dcae.encode(src)
+
+
+def test_one_suffix_list(tmp_path):
+    for name in ("a.png", "b.PGM", "c.gif", "d.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.PGM", "c.gif"]
+    from dcae import evaluate
+    from dcae.commands import compress
+
+    assert compress.IMAGE_SUFFIXES is evaluate.IMAGE_SUFFIXES
+
+
+# ------------------------------------------------------------------ output locations
+def test_missing_output_directory_refused_before_encoding(tmp_path, capsys, checkpoint):
+    src = _png(tmp_path / "a.png")
+    out = tmp_path / "missing" / "a.dcae"
+    line = _error(capsys, "compress", src, "-o", out, "--checkpoint", checkpoint)
+    assert str(out.parent) in line and ".tmp" not in line
+
+
+def test_read_only_output_directory_refused_before_encoding(
+    tmp_path, capsys, checkpoint, monkeypatch
+):
+    import dcae.codec
+
+    src = _png(tmp_path / "a.png")
+    out_dir = tmp_path / "ro"
+    out_dir.mkdir()
+    real_mkstemp = __import__("tempfile").mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # also what root sees on a read-only mount
+        if dir is not None and Path(dir) == out_dir:
+            raise PermissionError(13, "Permission denied", str(Path(dir) / ".x.tmp"))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    encoded = []
+    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    monkeypatch.setattr(dcae.codec, "encode", lambda *a, **k: encoded.append(1) or b"")
+    line = _error(capsys, "compress", src, "-o", out_dir / "a.dcae", "--checkpoint", checkpoint)
+    assert str(out_dir) in line and "Permission denied" in line and ".tmp" not in line
+    assert not encoded
+    if os.geteuid() != 0:  # a real read-only directory (root writes anyway)
+        monkeypatch.undo()
+        out_dir.chmod(0o555)
+        try:
+            line = _error(capsys, "compress", src, "-o", out_dir / "a.dcae")
+            assert str(out_dir) in line and ".tmp" not in line
+        finally:
+            out_dir.chmod(0o755)
+
+
+def test_write_errors_name_the_users_path(tmp_path):
+    from dcae.commands.jobs import write_atomic
+
+    def disk_full(tmp: str) -> None:
+        raise OSError(28, "No space left on device", tmp)
+
+    target = tmp_path / "out.dcae"
+    with pytest.raises(OSError, match=f"cannot write {target}: No space left") as info:
+        write_atomic(target, disk_full)
+    assert ".tmp" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ hostile checkpoints
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_eval_model_refuses_a_hostile_pickle(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth.tar"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": {"w": _Evil(marker)}}, f)
+    images = tmp_path / "images"
+    images.mkdir()
+    _png(images / "a.png", 64, 64)
+    result = _run(
+        "-m", "dcae.eval_model", "checkpoint", str(images),
+        "-a", "bmshj2018-factorized", "-p", str(evil),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert not marker.exists(), "the pickle was executed"
+    assert "weights_only" in result.stderr or "not a readable" in result.stderr, result.stderr
