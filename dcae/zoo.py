@@ -55,20 +55,30 @@ OFFICIAL_LAMBDAS: Dict[str, Tuple[float, ...]] = {
 }
 
 _DRIVE = "https://drive.google.com/file/d/{}/view"
+#: Google Drive file ids of the official checkpoints, quality 1..6 per metric
+_DRIVE_IDS: Dict[str, Tuple[str, ...]] = {
+    "mse": (
+        "1JzVuERiZe8cStgLnE5TJii_ssppgY1p-",
+        "1JE0SO876a-btXzOQLTilj7D0vJdePlB4",
+        "1LdycatKcGXHvFjoR-NE-GWnPlL9-BRWX",
+        "1kXfvxsljdN3EfXDGqzknFc2Ecsgf8qgS",
+        "1-6ZZ-bScGYj448h1sqMTX4w2Q75MQQ1q",
+        "1jCsRJq7Ttx22-yWQbEQAHJWbdIDtc30k",
+    ),
+    "ms-ssim": (
+        "1BIgupje5UcEwzOch3QG1pooCxRxE6Rtt",
+        "1br6rf4WtwLY9NPvRCY3GyVP_lvrXRi9y",
+        "1U-1f24E6IrKjdHvzObnMslYBLA2YAKXe",
+        "1hzgbNPGxfXrwQN-OmTIujGBXCIXYsnW1",
+        "1208tRiJw37ruKON1JVPj2YLp23l2O42U",
+        "1S81POfELTNyWmy2mMRlL70vuKjGC5QC_",
+    ),
+}
 #: Google Drive pages of the official checkpoints, by ``(metric, quality)``
 OFFICIAL_URLS: Dict[Tuple[str, int], str] = {
-    ("mse", 1): _DRIVE.format("1JzVuERiZe8cStgLnE5TJii_ssppgY1p-"),
-    ("mse", 2): _DRIVE.format("1JE0SO876a-btXzOQLTilj7D0vJdePlB4"),
-    ("mse", 3): _DRIVE.format("1LdycatKcGXHvFjoR-NE-GWnPlL9-BRWX"),
-    ("mse", 4): _DRIVE.format("1kXfvxsljdN3EfXDGqzknFc2Ecsgf8qgS"),
-    ("mse", 5): _DRIVE.format("1-6ZZ-bScGYj448h1sqMTX4w2Q75MQQ1q"),
-    ("mse", 6): _DRIVE.format("1jCsRJq7Ttx22-yWQbEQAHJWbdIDtc30k"),
-    ("ms-ssim", 1): _DRIVE.format("1BIgupje5UcEwzOch3QG1pooCxRxE6Rtt"),
-    ("ms-ssim", 2): _DRIVE.format("1br6rf4WtwLY9NPvRCY3GyVP_lvrXRi9y"),
-    ("ms-ssim", 3): _DRIVE.format("1U-1f24E6IrKjdHvzObnMslYBLA2YAKXe"),
-    ("ms-ssim", 4): _DRIVE.format("1hzgbNPGxfXrwQN-OmTIujGBXCIXYsnW1"),
-    ("ms-ssim", 5): _DRIVE.format("1208tRiJw37ruKON1JVPj2YLp23l2O42U"),
-    ("ms-ssim", 6): _DRIVE.format("1S81POfELTNyWmy2mMRlL70vuKjGC5QC_"),
+    (metric, q): _DRIVE.format(file_id)
+    for metric, ids in _DRIVE_IDS.items()
+    for q, file_id in enumerate(ids, 1)
 }
 
 #: sha256 of the official files by ``(metric, quality)``, where known; files

@@ -14,16 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ..bitstream import DEFAULT_MAX_PIXELS, PADDING_POLICIES
+from ..bitstream import PADDING_POLICIES
 from ..images import IMAGE_SUFFIXES, open_image
-from .jobs import (
-    add_model_argument,
-    check_outputs,
-    collect_jobs,
-    exit_status,
-    run_jobs,
-    write_atomic,
-)
+from . import jobs
 
 __all__ = [
     "HELP",
@@ -37,13 +30,7 @@ HELP = "compress images to .dcae files"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae compress``."""
-    parser.add_argument("input", type=Path, help="image file or directory of images")
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="output .dcae file (or directory when INPUT is one); default: next to the input",
-    )
+    jobs.add_io_arguments(parser, "compress")
     model = parser.add_mutually_exclusive_group()
     model.add_argument(
         "--checkpoint",
@@ -51,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model checkpoint (DCAE: dcae or official layout; another codec: with --model)",
     )
     model.add_argument("--quality", type=int, help="quality of the shipped model (1 = lowest)")
-    add_model_argument(parser)
+    jobs.add_model_argument(parser)
     parser.add_argument(
         "--padding",
         choices=PADDING_POLICIES,
@@ -65,23 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="portable coding (DCAE models): the file decodes under any attention backend, "
         "thread count, compiler or device; about 1.8x the coding time on CPU",
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="refuse images with more pixels, read from the header before decoding "
-        "(0: no bound; default: %(default)s, about 8 GB of memory to code)",
+    jobs.add_common_arguments(
+        parser, "refuse images with more pixels, read from the header before decoding"
     )
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
 def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
     from ..codec import encode, resolve_model
 
-    jobs, is_dir = collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
-    check_outputs(jobs, args.force, is_dir)
+    pairs, is_dir = jobs.collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
+    jobs.check_outputs(pairs, args.force, is_dir)
     max_pixels = args.max_pixels or None
     model, quality = resolve_model(
         quality=args.quality, checkpoint=args.checkpoint, name=args.model
@@ -96,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             data = encode(img, quality=quality, **options)
         else:
             data = encode(img, model=model, **options)
-        write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
+        jobs.write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height
         totals["bytes"] += len(data)
@@ -107,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
             )
 
-    failures = run_jobs(jobs, is_dir, code_one)
+    failures = jobs.run_jobs(pairs, is_dir, code_one)
     if is_dir and not args.quiet:
         pixels = totals["pixels"]
         bpp = 8 * totals["bytes"] / pixels if pixels else float("nan")
-        print(f"{len(jobs) - failures}/{len(jobs)} files compressed, {bpp:.4f} bpp overall")
-    return exit_status(failures, len(jobs))
+        print(f"{len(pairs) - failures}/{len(pairs)} files compressed, {bpp:.4f} bpp overall")
+    return jobs.exit_status(failures, len(pairs))

@@ -15,16 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..bitstream import DEFAULT_MAX_PIXELS
 from ..errors import DCAEError
-from .jobs import (
-    add_model_argument,
-    check_outputs,
-    collect_jobs,
-    exit_status,
-    run_jobs,
-    write_atomic,
-)
+from . import jobs
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -33,28 +25,14 @@ HELP = "decompress .dcae files to images (PNG by default)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae decompress``."""
-    parser.add_argument("input", type=Path, help=".dcae file or directory of .dcae files")
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="output image (format from its suffix, e.g. .png) or directory; "
-        "default: next to the input, as PNG",
-    )
+    jobs.add_io_arguments(parser, "decompress")
     parser.add_argument(
         "--checkpoint",
         type=Path,
         help="model checkpoint that wrote the files (default: the matching shipped model)",
     )
-    add_model_argument(parser)
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="refuse files recording more pixels (0: no bound; default: %(default)s)",
-    )
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    jobs.add_model_argument(parser)
+    jobs.add_common_arguments(parser, "refuse files recording more pixels")
 
 
 def _format_for(path: Path) -> str:
@@ -68,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     """Decompress; returns 0, or 1 if some files of a directory failed."""
     from ..codec import decode, read_stream, resolve_model
 
-    jobs, is_dir = collect_jobs(args.input, args.output, (".dcae",), ".png")
-    check_outputs(jobs, args.force, is_dir)
-    for _, dst in jobs:
+    pairs, is_dir = jobs.collect_jobs(args.input, args.output, (".dcae",), ".png")
+    jobs.check_outputs(pairs, args.force, is_dir)
+    for _, dst in pairs:
         _format_for(dst)
     model = None
     if args.checkpoint is not None or args.model is not None:
@@ -83,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         stream = read_stream(data, max_pixels=max_pixels)
         img = decode(data, model=model, max_pixels=max_pixels)
         fmt = _format_for(dst)
-        write_atomic(dst, lambda tmp: img.save(tmp, format=fmt), force=args.force)
+        jobs.write_atomic(dst, lambda tmp: img.save(tmp, format=fmt), force=args.force)
         seconds = time.perf_counter() - t0
         if not args.quiet:
             bpp = 8 * len(data) / (stream.width * stream.height)
@@ -92,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{bpp:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
             )
 
-    failures = run_jobs(jobs, is_dir, code_one)
+    failures = jobs.run_jobs(pairs, is_dir, code_one)
     if is_dir and not args.quiet:
-        print(f"{len(jobs) - failures}/{len(jobs)} files decompressed")
-    return exit_status(failures, len(jobs))
+        print(f"{len(pairs) - failures}/{len(pairs)} files decompressed")
+    return jobs.exit_status(failures, len(pairs))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Sequence, Tuple
 
 from ..errors import DCAEError
-from .jobs import add_model_argument
+from .jobs import add_io_arguments, add_model_argument
 
 if TYPE_CHECKING:
     import torch
@@ -43,14 +43,7 @@ def _int_list(text: str) -> List[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae eval``."""
-    parser.add_argument("directory", type=Path, help="folder of images (e.g. the Kodak set)")
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        default=Path("eval-results"),
-        help="output folder (default: %(default)s)",
-    )
+    add_io_arguments(parser, "eval", default=Path("eval-results"))
     parser.add_argument(
         "--checkpoint",
         type=Path,

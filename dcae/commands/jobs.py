@@ -11,11 +11,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from ..errors import DCAEError
 
 __all__ = [
+    "add_common_arguments",
+    "add_io_arguments",
     "add_model_argument",
     "check_outputs",
     "check_writable",
@@ -25,6 +27,47 @@ __all__ = [
     "run_jobs",
     "write_atomic",
 ]
+
+
+#: ``command: (input name, its help, help of -o/--output)``
+_IO_HELP = {
+    "compress": (
+        "input",
+        "image file or directory of images",
+        "output .dcae file (or directory when INPUT is one); default: next to the input",
+    ),
+    "decompress": (
+        "input",
+        ".dcae file or directory of .dcae files",
+        "output image (format from its suffix, e.g. .png) or directory; default: next to "
+        "the input, as PNG",
+    ),
+    "eval": ("directory", "folder of images (e.g. the Kodak set)", "output folder"),
+}
+
+
+def add_io_arguments(parser: argparse.ArgumentParser, command: str, **output: Any) -> None:
+    """The positional input and ``-o/--output`` of ``command`` (``output``:
+    more ``add_argument`` options, e.g. a default)."""
+    name, input_help, output_help = _IO_HELP[command]
+    if "default" in output:
+        output_help += " (default: %(default)s)"
+    parser.add_argument(name, type=Path, help=input_help)
+    parser.add_argument("-o", "--output", type=Path, help=output_help, **output)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, max_pixels_help: str) -> None:
+    """``--max-pixels``, ``-f/--force`` and ``-q/--quiet`` of compress and decompress."""
+    from ..bitstream import DEFAULT_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"{max_pixels_help} (0: no bound; default: %(default)s, about 8 GB to code)",
+    )
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
