@@ -251,11 +251,18 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> DCAEMo
     Accepts what :func:`read_checkpoint` reads: files written by
     :func:`save_checkpoint` (with a config), training checkpoints, the shipped
     files and the official implementation's files (the configuration is then
-    inferred).  CDF tables are built if missing.  For checkpoints of other
-    codecs, see :func:`dcae.loading.load_model`.
+    inferred).  CDF tables are built if missing.  This is
+    :func:`dcae.loading.load_model` (the one loader) for DCAE checkpoints.
     """
-    path = Path(path)
-    return model_from_checkpoint(read_checkpoint(path, map_location), path)
+    from .loading import load_model
+
+    model = load_model(path, map_location=map_location)
+    if not isinstance(model, DCAEModel):
+        raise ModelMismatchError(
+            f"{path} holds a {type(model).__name__} model, not a DCAE one; load it with "
+            "dcae.loading.load_model"
+        )
+    return model
 
 
 def model_from_checkpoint(
