@@ -40,7 +40,7 @@ import torch
 
 import dcae
 from dcae.codec import image_to_tensor
-from dcae.fast import fast_mode
+from dcae.nn.fast import fast_mode
 
 __all__ = ["main"]
 

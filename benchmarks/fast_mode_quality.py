@@ -28,8 +28,8 @@ import torch
 
 from dcae import pretrained
 from dcae.codec import image_to_tensor
-from dcae.fast import fast_mode
-from dcae.metrics import psnr
+from dcae.eval.metrics import psnr
+from dcae.nn.fast import fast_mode
 
 __all__ = ["main"]
 

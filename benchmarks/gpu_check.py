@@ -102,7 +102,7 @@ from torch import Tensor, nn
 import dcae
 from dcae.attention import BACKENDS
 from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.fast import fast_mode
+from dcae.nn.fast import fast_mode
 from dcae.train import ImageFolder, RateDistortionLoss, TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -36,8 +36,8 @@ import torch
 import dcae
 from dcae import DCAEModel, DecodingError, attention_backend, pretrained
 from dcae.codec import image_to_tensor
-from dcae.fast import fast_mode
-from dcae.metrics import psnr
+from dcae.eval.metrics import psnr
+from dcae.nn.fast import fast_mode
 
 __all__ = ["main"]
 

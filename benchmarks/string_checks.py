@@ -2,7 +2,7 @@
 
 For every shipped quality: the mean bytes of the ``y`` and ``z`` strings of
 ``DCAEModel.compress`` per image, the check bytes inside each ``y`` string
-(:mod:`dcae.slice_coders`) and their share of the strings' bytes, and the
+(:mod:`dcae.nn.slice_coders`) and their share of the strings' bytes, and the
 median ``compress`` / ``decompress`` times (one image at a time, batch 1).
 
 The script uses only ``DCAEModel.compress``/``decompress`` and the shipped

@@ -50,10 +50,10 @@ def _load() -> None:
     from .attention import attention_backend, get_attention_backend, set_attention_backend  # noqa: F401
     from .codec import decode, encode  # noqa: F401
     from .config import PRESETS, DCAEConfig, get_config  # noqa: F401
-    from .dictionary import MSFA, DictionaryCrossAttention  # noqa: F401
-    from .entropy_model import DCAEEntropyModel  # noqa: F401
     from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError  # noqa: F401
-    from .model import DCAEModel  # noqa: F401
+    from .nn.dictionary import MSFA, DictionaryCrossAttention  # noqa: F401
+    from .nn.entropy_model import DCAEEntropyModel  # noqa: F401
+    from .nn.model import DCAEModel  # noqa: F401
 
     globals().update({k: v for k, v in locals().items() if k in __all__})
 

@@ -57,7 +57,7 @@ from .bitstream import (
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 from .images import UnsupportedImageError, check_pixels, open_image
 from .loading import check_ready, downsampling_factor, eval_mode, load_model, model_identity
-from .model import DCAEModel
+from .nn.model import DCAEModel
 
 __all__ = [
     "ImageInput",

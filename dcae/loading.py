@@ -65,7 +65,7 @@ def image_model_names() -> List[str]:
 
 
 def _is_dcae(model_or_class: Any) -> bool:
-    from .model import DCAEModel
+    from .nn.model import DCAEModel
 
     if isinstance(model_or_class, type):
         return issubclass(model_or_class, DCAEModel)

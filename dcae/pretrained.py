@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .config import DCAEConfig
 from .errors import DCAEError, ModelMismatchError
-from .model import DCAEModel
+from .nn.model import DCAEModel
 
 __all__ = [
     "WEIGHTS_DIR",

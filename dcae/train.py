@@ -39,7 +39,7 @@ from .config import TrainConfig, get_config
 from .errors import DCAEError
 from .images import image_files, open_image
 from .loading import load_model
-from .model import DCAEModel
+from .nn.model import DCAEModel
 from .pretrained import save_checkpoint
 
 __all__ = ["ImageFolder", "RateDistortionLoss", "TrainConfig", "evaluate_loss", "train"]
@@ -124,7 +124,7 @@ class RateDistortionLoss(nn.Module):
         if self.metric == "mse":
             out["loss"] = self.lmbda * 255**2 * mse + bpp
         else:
-            from .metrics import ms_ssim
+            from .eval.metrics import ms_ssim
 
             out["ms_ssim"] = ms_ssim(output["x_hat"].clamp(0, 1), target, data_range=1.0)
             out["loss"] = self.lmbda * (1 - out["ms_ssim"]) + bpp

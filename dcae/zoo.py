@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Tuple, Union
 
 from .config import PRESETS
 from .errors import DCAEError, ModelMismatchError
-from .model import DCAEModel
+from .nn.model import DCAEModel
 from .pretrained import _sha256
 
 __all__ = [

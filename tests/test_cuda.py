@@ -30,7 +30,7 @@ import dcae
 from dcae import DecodingError
 from dcae.attention import BACKENDS
 from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.fast import fast_mode
+from dcae.nn.fast import fast_mode
 
 pytestmark = pytest.mark.cuda
 

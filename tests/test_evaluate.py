@@ -1,4 +1,4 @@
-"""dcae.evaluate and ``dcae eval``: records, curves, BD table, anchors, end to end."""
+"""dcae.eval.evaluate and ``dcae eval``: records, curves, BD table, anchors, end to end."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ from PIL import Image
 
 from dcae import DCAEError, DCAEModel
 from dcae.cli import main
-from dcae.evaluate import collect_images, evaluate_model, evaluate_pillow
-from dcae.metrics import bd_rate, psnr
+from dcae.eval.evaluate import collect_images, evaluate_model, evaluate_pillow
+from dcae.eval.metrics import bd_rate, psnr
+from dcae.eval.report import (
+    Curve,
+    ImageRecord,
+    bd_table,
+    format_bd_markdown,
+    load_anchors,
+    mean_curve,
+)
 from dcae.pretrained import save_checkpoint
-from dcae.report import Curve, ImageRecord, bd_table, format_bd_markdown, load_anchors, mean_curve
 
 SIZE = (176, 184)  # (h, w): the smallest sizes MS-SSIM accepts, plus a non-square side
 

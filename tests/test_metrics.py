@@ -1,4 +1,4 @@
-"""dcae.metrics: PSNR, MS-SSIM, bpp and Bjontegaard deltas on known answers."""
+"""dcae.eval.metrics: PSNR, MS-SSIM, bpp and Bjontegaard deltas on known answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dcae.metrics import (
+from dcae.eval.metrics import (
     bd_psnr,
     bd_rate,
     bpp_from_bytes,

@@ -12,8 +12,8 @@ import torch
 import dcae
 from dcae import DCAEModel, DecodingError, attention_backend, pretrained
 from dcae.codec import image_to_tensor
-from dcae.fast import fast_mode
-from dcae.slice_coders import PORTABLE_GRID_BITS
+from dcae.nn.fast import fast_mode
+from dcae.nn.slice_coders import PORTABLE_GRID_BITS
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
 BACKENDS = ("reference", "fused", "sdpa")

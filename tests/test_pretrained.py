@@ -20,7 +20,7 @@ from PIL import Image
 import dcae
 from dcae import DCAEModel
 from dcae.errors import ModelMismatchError
-from dcae.metrics import psnr
+from dcae.eval.metrics import psnr
 from dcae.pretrained import (
     WEIGHTS_DIR,
     available_qualities,
@@ -206,7 +206,7 @@ def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
     """load_pretrained hands out a fresh module each call: moving, training,
     fast mode or weight edits by one caller change nothing another caller
     (or dcae.encode/decode) gets."""
-    from dcae.fast import fast_mode
+    from dcae.nn.fast import fast_mode
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), np.uint8))
     before = dcae.encode(img)

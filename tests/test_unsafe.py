@@ -131,8 +131,8 @@ def test_one_suffix_list(tmp_path):
     for name in ("a.png", "b.PGM", "c.gif", "d.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.PGM", "c.gif"]
-    from dcae import evaluate
     from dcae.commands import compress
+    from dcae.eval import evaluate
 
     assert compress.IMAGE_SUFFIXES is evaluate.IMAGE_SUFFIXES
 
@@ -207,7 +207,7 @@ def test_eval_model_refuses_a_hostile_pickle(tmp_path):
     images.mkdir()
     _png(images / "a.png", 64, 64)
     result = _run(
-        "-m", "dcae.eval_model", "checkpoint", str(images),
+        "-m", "dcae.eval.eval_model", "checkpoint", str(images),
         "-a", "bmshj2018-factorized", "-p", str(evil),
     )  # fmt: skip
     assert result.returncode != 0

@@ -386,7 +386,7 @@ def test_dcae_eval_with_model(checkpoints, eval_images, tiny, tmp_path, capsys):
 
 
 def _eval_model(argv):
-    from dcae import eval_model
+    from dcae.eval import eval_model
 
     threads = torch.get_num_threads()
     try:

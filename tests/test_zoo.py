@@ -152,9 +152,9 @@ def _bpp_and_psnr(model: DCAEModel, image: Path) -> tuple:
 
 @pytest.mark.skipif(not KODAK.is_dir(), reason="needs the Kodak images")
 def test_eval_model_end_to_end(tmp_path: Path, small_model: DCAEModel) -> None:
-    from dcae import eval_model
+    from dcae.eval import eval_model
 
-    """dcae.eval_model on two Kodak images with a small checkpoint, in the dcae
+    """dcae.eval.eval_model on two Kodak images with a small checkpoint, in the dcae
     and the official layouts; then compressai.utils.plot on its JSON."""
     images = tmp_path / "kodak2"
     images.mkdir()
@@ -207,9 +207,9 @@ def _compressai_eval_model():
 def test_eval_model_accepts_exactly_compressais_arguments() -> None:
     setup_args = _compressai_eval_model().setup_args
 
-    from dcae import eval_model
+    from dcae.eval import eval_model
 
     args = setup_args().parse_args(["checkpoint", "/data", "-a", zoo.ZOO_NAME, "-p", "a.pth"])
     assert args.architecture == zoo.ZOO_NAME
-    assert eval_model.main.__module__ == "dcae.eval_model"
+    assert eval_model.main.__module__ == "dcae.eval.eval_model"
     assert dcae.zoo is zoo

@@ -81,7 +81,7 @@ def convert_file(
     """
     from ..convert import config_of, detect_layout, to_layout
     from ..loading import resolve_class
-    from ..model import DCAEModel
+    from ..nn.model import DCAEModel
     from ..pretrained import read_checkpoint
 
     if to not in LAYOUTS:

@@ -149,8 +149,8 @@ def _check_device(device: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dcae eval``; returns the exit code."""
-    from ..evaluate import run_evaluation
-    from ..report import find_anchors_dir
+    from ..eval.evaluate import run_evaluation
+    from ..eval.report import find_anchors_dir
 
     points = _model_points(args)
     device = _check_device(args.device)

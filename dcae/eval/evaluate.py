@@ -1,0 +1,404 @@
+"""Rate-distortion evaluation: dcae models, Pillow JPEG/WebP and published anchors.
+
+The engine behind ``dcae eval``::
+
+    images ──► dcae model(s): compress ─► bytes ─► decompress ──┐
+       │                                                        ├─► per-image records
+       └────► Pillow JPEG / WebP: save ─► bytes ─► open ────────┘        │ mean per point
+                                                                         ▼
+    anchors/ (CompressAI JSON, paper RD data) ────────────────────►  RD curves
+                                                                         │
+                       results JSON (CompressAI format), CSV, BD-rate table, RD plot
+
+Every codec is measured the way CompressAI's ``eval_model`` measures one:
+the reconstruction is rounded to 8 bits, PSNR and MS-SSIM are computed on
+RGB, the rate is the real number of bytes (for dcae: every ``y`` and ``z``
+string) times 8 over the pixels, and per-point values are means over images.
+
+This module runs the codecs; :mod:`dcae.report` turns the records into
+curves, BD-rate tables, CSV and plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from ..errors import DCAEError
+from ..images import IMAGE_SUFFIXES, image_files, open_image
+from .metrics import bpp_from_bytes, bpp_from_likelihoods, ms_ssim, psnr
+from .report import (
+    PLOT_ANCHORS,
+    BDResult,
+    Curve,
+    ImageRecord,
+    bd_table,
+    format_bd_markdown,
+    format_summary_markdown,
+    load_anchors,
+    mean_curve,
+    plot_rd,
+    write_per_image_csv,
+)
+
+__all__ = [
+    "EvaluationReport",
+    "IMAGE_SUFFIXES",
+    "collect_images",
+    "evaluate_model",
+    "evaluate_pillow",
+    "run_evaluation",
+]
+
+_MIN_SIDE = 161  # MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
+
+Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+@dataclass
+class EvaluationReport:
+    """What :func:`run_evaluation` measured and wrote."""
+
+    records: List[ImageRecord]
+    curves: List[Curve]
+    anchors: List[Curve]
+    bd: List[BDResult]
+    method: str
+    files: Dict[str, Path]
+
+
+# ---------------------------------------------------------------- images
+
+
+def collect_images(directory: Union[str, os.PathLike], limit: Optional[int] = None) -> List[Path]:
+    """Image files directly in ``directory``, sorted by name (first ``limit``):
+    :func:`dcae.images.image_files`, refusing an empty folder."""
+    files = image_files(directory, limit)
+    if not files:
+        raise DCAEError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with open_image(path) as img:
+        rgb = np.array(img.convert("RGB"))
+    h, w = rgb.shape[:2]
+    if min(h, w) < _MIN_SIDE:
+        raise DCAEError(
+            f"{path} is {w}x{h}; evaluation needs at least {_MIN_SIDE} pixels per side (MS-SSIM)"
+        )
+    return rgb
+
+
+def _to_tensor(rgb: np.ndarray) -> Tensor:
+    """``(1, 3, H, W)`` float in ``[0, 1]``."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+
+
+def _quantise(x: Tensor) -> Tensor:
+    """8-bit rounding, as the decoder's output would be written to a file."""
+    return x.detach().float().clamp(0, 1).mul(255).round().div(255).cpu()
+
+
+def _quality(x: Tensor, x_hat: Tensor) -> Tuple[float, float]:
+    x, x_hat = _quantise(x), _quantise(x_hat)
+    return psnr(x, x_hat), ms_ssim(x, x_hat)
+
+
+def _n_bytes(strings: Any) -> int:
+    """Bytes in a (nested) list of byte strings."""
+    if isinstance(strings, (bytes, bytearray)):
+        return len(strings)
+    return sum(_n_bytes(s) for s in strings)
+
+
+# ---------------------------------------------------------------- codecs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def evaluate_model(
+    model: torch.nn.Module,
+    images: Sequence[Path],
+    codec: str,
+    point: str,
+    device: Union[str, torch.device] = "cpu",
+    estimate_rate: bool = False,
+    log: Log = _silent,
+) -> List[ImageRecord]:
+    """Compress and decompress each image with ``model`` (real entropy coding).
+
+    The rate counts every string of ``model.compress`` (for DCAE: ``y`` and
+    ``z``); times are wall-clock seconds of ``compress`` and ``decompress``
+    after one warm-up call on a crop of the first image.  Images are padded
+    as :func:`dcae.encode` pads them (DCAE: not at all; other models: centred
+    zeros to a multiple of their ``downsampling_factor``, as CompressAI's
+    ``eval_model``) and the reconstruction is cropped back.
+
+    Args:
+        model: a :class:`~dcae.DCAEModel` or any CompressAI ``CompressionModel``
+            with CDF tables (``update(force=True)`` done).
+        images: image files.
+        codec: codec name stored in the records.
+        point: rate-point label stored in the records.
+        device: where to run the model.  A model elsewhere is copied there
+            (``copy.deepcopy``); ``model`` itself is never moved.
+        estimate_rate: also run ``forward`` and store the likelihood bpp.
+        log: progress callback.
+
+    ``model`` is run in eval mode and its training flag restored afterwards;
+    nothing else of it changes.
+    """
+    from ..loading import check_ready, eval_mode
+
+    check_ready(model)
+    device = torch.device(device)
+    own = next(iter(model.parameters()), None)
+    if own is not None and own.device != device:
+        model = copy.deepcopy(model).to(device)
+    with eval_mode(model):
+        return _evaluate(model, images, codec, point, device, estimate_rate, log)
+
+
+def _evaluate(
+    model: torch.nn.Module,
+    images: Sequence[Path],
+    codec: str,
+    point: str,
+    device: torch.device,
+    estimate_rate: bool,
+    log: Log,
+) -> List[ImageRecord]:
+    from ..codec import coding_padding
+
+    def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
+        _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))
+        return (F.pad(x, padding) if any(padding) else x), padding
+
+    records = []
+    for i, path in enumerate(images):
+        x = _to_tensor(_read_rgb(path)).to(device)
+        h, w = x.shape[-2:]
+        x_in, (left, _, top, _) = pad(x)
+        if i == 0:  # warm-up: allocator, kernels, lazily built tables
+            warm, _ = pad(x[..., :_MIN_SIDE, :_MIN_SIDE])
+            out = model.compress(warm)
+            model.decompress(out["strings"], out["shape"])
+        _sync(device)
+        t0 = time.perf_counter()
+        enc = model.compress(x_in)
+        _sync(device)
+        t1 = time.perf_counter()
+        x_hat = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+        _sync(device)
+        t2 = time.perf_counter()
+        x_hat = x_hat[..., top : top + h, left : left + w]
+        n_bytes = _n_bytes(enc["strings"])
+        p, m = _quality(x, x_hat)
+        est = None
+        if estimate_rate:
+            est = bpp_from_likelihoods(model(x_in)["likelihoods"], h * w)
+        rec = ImageRecord(
+            codec, point, path.stem, int(w), int(h), n_bytes, bpp_from_bytes(n_bytes, h * w),
+            p, m, t1 - t0, t2 - t1, est,
+        )  # fmt: skip
+        records.append(rec)
+        log(_progress_line(rec, i + 1, len(images)))
+    return records
+
+
+def evaluate_pillow(
+    images: Sequence[Path],
+    fmt: str,
+    qualities: Iterable[int],
+    log: Log = _silent,
+) -> List[ImageRecord]:
+    """Encode and decode each image with Pillow at each quality.
+
+    Pillow's defaults otherwise (JPEG: 4:2:0 chroma subsampling, baseline;
+    WebP: lossy, ``method=4``).
+
+    Args:
+        images: image files.
+        fmt: ``"JPEG"`` or ``"WEBP"``.
+        qualities: Pillow ``quality`` values (1..100).
+        log: progress callback.
+    """
+    fmt = fmt.upper()
+    qualities = _check_qualities(fmt, qualities)
+    codec = _pillow_name(fmt)
+    pixels = [_read_rgb(p) for p in images]
+    records = []
+    for q in qualities:
+        for i, (path, rgb) in enumerate(zip(images, pixels)):
+            img = Image.fromarray(rgb)
+            buf = io.BytesIO()
+            t0 = time.perf_counter()
+            img.save(buf, format=fmt, quality=int(q))
+            t1 = time.perf_counter()
+            data = buf.getvalue()
+            with Image.open(io.BytesIO(data)) as dec:
+                rec_rgb = np.array(dec.convert("RGB"))
+            t2 = time.perf_counter()
+            h, w = rgb.shape[:2]
+            p, m = _quality(_to_tensor(rgb), _to_tensor(rec_rgb))
+            rec = ImageRecord(
+                codec, f"q{q}", path.stem, w, h, len(data), bpp_from_bytes(len(data), h * w),
+                p, m, t1 - t0, t2 - t1,
+            )  # fmt: skip
+            records.append(rec)
+            log(_progress_line(rec, i + 1, len(images)))
+    return records
+
+
+def _check_qualities(fmt: str, qualities: Iterable[int]) -> List[int]:
+    if fmt not in ("JPEG", "WEBP"):
+        raise ValueError(f"unsupported format {fmt!r}; use JPEG or WEBP")
+    qualities = [int(q) for q in qualities]
+    for q in qualities:
+        if not 1 <= q <= 100:
+            raise ValueError(f"{fmt} quality must be in 1..100, got {q}")
+    return qualities
+
+
+def _pillow_name(fmt: str) -> str:
+    return {"JPEG": "JPEG (Pillow)", "WEBP": "WebP (Pillow)"}[fmt]
+
+
+def _progress_line(rec: ImageRecord, i: int, n: int) -> str:
+    return (
+        f"{rec.codec} {rec.point} [{i:>{len(str(n))}}/{n}] {rec.image}: "
+        f"{rec.bpp:.4f} bpp, {rec.psnr:.2f} dB, MS-SSIM {rec.ms_ssim:.4f}, "
+        f"enc {rec.encoding_time:.2f} s, dec {rec.decoding_time:.2f} s"
+    )
+
+
+def _slug(name: str) -> str:
+    s = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
+    return "-".join(filter(None, s.split("-")))
+
+
+def run_evaluation(
+    image_dir: Union[str, os.PathLike],
+    output: Union[str, os.PathLike],
+    models: Sequence[Tuple[str, Callable[[], torch.nn.Module]]],
+    name: str = "dcae",
+    jpeg_qualities: Sequence[int] = (),
+    webp_qualities: Sequence[int] = (),
+    anchors_dir: Optional[Union[str, os.PathLike]] = None,
+    anchor_dataset: str = "kodak",
+    method: str = "cubic",
+    plot: bool = True,
+    limit: Optional[int] = None,
+    device: Union[str, torch.device] = "cpu",
+    estimate_rate: bool = False,
+    log: Log = _silent,
+) -> EvaluationReport:
+    """Evaluate dcae rate points, Pillow JPEG/WebP and anchors; write the report.
+
+    Writes to ``output``: ``<codec>.json`` per codec (CompressAI results
+    format), ``per_image.csv``, ``bd_rate.md`` and ``bd_rate.json``,
+    ``summary.md`` (means per point and BD table) and ``rd.png``.
+
+    Args:
+        image_dir: folder of images (e.g. the 24 Kodak images).
+        output: output folder (created).
+        models: ``(point label, loader)`` per rate point of the dcae curve;
+            each loader returns a model ready to ``compress`` and is called
+            once, when that point is evaluated.
+        name: name of the dcae curve.
+        jpeg_qualities: Pillow JPEG qualities (empty: no JPEG).
+        webp_qualities: Pillow WebP qualities (empty: no WebP).
+        anchors_dir: published anchors (see :func:`load_anchors`); ``None``:
+            none.
+        anchor_dataset: which dataset's anchors to use.
+        method: Bjontegaard interpolation, ``"cubic"`` or ``"pchip"``.
+        plot: write ``rd.png`` (needs matplotlib).
+        limit: evaluate only the first ``limit`` images.
+        device: device of the dcae models.
+        estimate_rate: also record the likelihood-estimated rate of dcae.
+        log: progress callback.
+    """
+    if method not in ("cubic", "pchip"):
+        raise ValueError(f"method must be 'cubic' or 'pchip', got {method!r}")
+    _check_qualities("JPEG", jpeg_qualities)
+    _check_qualities("WEBP", webp_qualities)
+    images = collect_images(image_dir, limit)
+    for p in images:  # fail early on unreadable or too small images
+        _read_rgb(p)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    anchors = load_anchors(anchors_dir, anchor_dataset) if anchors_dir is not None else []
+    log(f"{len(images)} images from {image_dir}; {len(anchors)} published anchors")
+
+    records: List[ImageRecord] = []
+    curves: List[Curve] = []
+    if models:
+        dcae_records = []
+        for point, loader in models:
+            model = loader()
+            dcae_records += evaluate_model(model, images, name, point, device, estimate_rate, log)
+            del model
+        records += dcae_records
+        curves.append(mean_curve(dcae_records, name, f"{name}: real entropy coding"))
+    from PIL import __version__ as pil_version
+
+    for fmt, qualities in (("JPEG", jpeg_qualities), ("WEBP", webp_qualities)):
+        if qualities:
+            recs = evaluate_pillow(images, fmt, qualities, log)
+            records += recs
+            desc = f"Pillow {pil_version} {fmt}, default settings"
+            curves.append(mean_curve(recs, _pillow_name(fmt), desc))
+
+    files: Dict[str, Path] = {}
+    for c in curves:
+        path = out / f"{_slug(c.name)}.json"
+        path.write_text(json.dumps(c.to_compressai(), indent=2) + "\n")
+        files[c.name] = path
+    files["csv"] = out / "per_image.csv"
+    write_per_image_csv(records, files["csv"])
+
+    tests = curves[:1] if models else []
+    comparisons = [c for c in curves if c not in tests] + anchors
+    bd = bd_table(tests, comparisons, method)
+    bd_md = format_bd_markdown(bd, method)
+    files["bd_md"] = out / "bd_rate.md"
+    files["bd_md"].write_text(bd_md)
+    files["bd_json"] = out / "bd_rate.json"
+    files["bd_json"].write_text(
+        json.dumps({"method": method, "rows": [r.__dict__ for r in bd]}, indent=2) + "\n"
+    )
+    summary = (
+        f"# Evaluation on {len(images)} images of {image_dir}\n\n"
+        f"## Means per rate point\n\n{format_summary_markdown(curves, records)}\n"
+        f"## Bjontegaard deltas\n\n{bd_md}"
+    )
+    files["summary"] = out / "summary.md"
+    files["summary"].write_text(summary)
+    if plot and curves:
+        plotted = [a for a in anchors if a.name in PLOT_ANCHORS]
+        png = out / "rd.png"
+        title = f"{len(images)} images of {Path(image_dir).name}"
+        if plot_rd(curves, plotted, png, title=title):
+            files["plot"] = png
+    return EvaluationReport(records, curves, anchors, bd, method, files)

@@ -1,0 +1,339 @@
+"""DCAE: the full codec of Lu et al., CVPR 2025, as a CompressAI model.
+
+::
+
+           ┌───┐  y  ┌─────────────────────────────────────────┐ y_hat ┌───┐
+    x ──►──┤g_a├──►──┤ HyperpriorLatentCodec                   ├───►───┤g_s├──►── x_hat
+           └───┘     │   hyper: h_a -> z -> EB (STE) -> h_s    │       └───┘
+                     │   y:     DCAEEntropyModel(side_params)  │
+                     └─────────────────────────────────────────┘
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import HyperLatentCodec, HyperpriorLatentCodec
+from compressai.models import SimpleVAECompressionModel
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+from ..config import DCAEConfig, get_config
+from .entropy_model import DCAEEntropyModel
+from .layers import DownsampleStack, SwinStage, UpsampleStack
+from .slice_coders import float64_copy, guard, round_around_means
+
+__all__ = ["DCAEModel", "HyperSynthesis"]
+
+#: values this far outside [0, 1] are still accepted by ``compress`` (rounding)
+_RANGE_SLACK = 1e-3
+
+
+class HyperSynthesis(nn.Module):
+    """Two hyper synthesis branches; returns ``cat([scales, means])``.
+
+    Each branch: transposed conv 3x3 stride 2, a Swin stage, three residual
+    bottlenecks and a transposed conv 5x5 stride 2 to ``M`` channels.
+    Shapes: ``(b, z, h, w) -> (b, 2M, 4h, 4w)``.
+    """
+
+    def __init__(self, cfg: DCAEConfig):
+        super().__init__()
+
+        def branch() -> nn.Sequential:
+            return nn.Sequential(
+                deconv(cfg.z_channels, cfg.N, kernel_size=3, stride=2),
+                SwinStage(cfg.N, cfg.hyper_head_dim, cfg.hyper_window_size, cfg.hyper_depth),
+                UpsampleStack(cfg.N, cfg.M),
+            )
+
+        self.scales = branch()
+        self.means = branch()
+
+    def forward(self, z_hat: Tensor) -> Tensor:
+        return torch.cat([self.scales(z_hat), self.means(z_hat)], dim=1)
+
+
+def _analysis(cfg: DCAEConfig) -> nn.Sequential:
+    f, d, hd, w = cfg.feature_dims, cfg.depths, cfg.head_dims, cfg.window_size
+    return nn.Sequential(
+        DownsampleStack(cfg.image_channels, f[0]),
+        SwinStage(f[0], hd[0], w, d[0]),
+        DownsampleStack(f[0], f[1]),
+        SwinStage(f[1], hd[1], w, d[1]),
+        DownsampleStack(f[1], f[2]),
+        SwinStage(f[2], hd[2], w, d[2]),
+        conv(f[2], cfg.M, kernel_size=5, stride=2),
+    )
+
+
+def _synthesis(cfg: DCAEConfig) -> nn.Sequential:
+    f, d, hd, w = cfg.feature_dims, cfg.depths, cfg.synth_head_dims, cfg.window_size
+    return nn.Sequential(
+        deconv(cfg.M, f[2], kernel_size=5, stride=2),
+        SwinStage(f[2], hd[0], w, d[2]),
+        UpsampleStack(f[2], f[1]),
+        SwinStage(f[1], hd[1], w, d[1]),
+        UpsampleStack(f[1], f[0]),
+        SwinStage(f[0], hd[2], w, d[0]),
+        UpsampleStack(f[0], cfg.image_channels),
+    )
+
+
+class _HyperLatentCodec(HyperLatentCodec):
+    """CompressAI's ``HyperLatentCodec`` with an exact straight-through
+    rounding of ``z``: ``forward`` gives bit for bit the ``z_hat`` (and so the
+    side parameters) that ``compress``/``decompress`` give, where
+    ``quantize_ste`` is off by an ulp now and then and keeps the
+    channels-last layout of ``h_a``'s output (another convolution kernel)."""
+
+    def forward(self, y: Tensor) -> Dict[str, Any]:
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        # contiguous like the decoder's z_hat: conv kernels follow memory layout
+        z_hat = round_around_means(z, self.entropy_bottleneck._get_medians()).contiguous()
+        return {"likelihoods": {"z": z_likelihoods}, "params": self.h_s(z_hat)}
+
+    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+        z = self.h_a(y)
+        shape = z.size()[-2:]
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        return {
+            "strings": [z_strings],
+            "shape": shape,
+            "params": self.side_params(z_hat, portable),
+        }
+
+    def decompress(
+        self, strings: List[List[bytes]], shape: Tuple[int, int], *, portable: bool = False
+    ) -> Dict[str, Any]:
+        (z_strings,) = strings
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        return {"params": self.side_params(z_hat, portable)}
+
+    def side_params(self, z_hat: Tensor, portable: bool = False) -> Tensor:
+        """``h_s(z_hat)``; in float64 (a per-call copy of ``h_s``) for portable coding."""
+        if not portable:
+            return self.h_s(z_hat)
+        return float64_copy(self.h_s)(z_hat.double())
+
+
+class _HyperpriorLatentCodec(HyperpriorLatentCodec):
+    """CompressAI's ``HyperpriorLatentCodec`` that passes the coding mode
+    (``portable``) to both of its codecs."""
+
+    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+        hyper_out = self.hyper.compress(y, portable=portable)
+        y_out = self.y.compress(y, hyper_out["params"], portable=portable)
+        [z_strings] = hyper_out["strings"]
+        return {
+            "strings": [*y_out["strings"], z_strings],
+            "shape": {"y": y_out["shape"], "hyper": hyper_out["shape"]},
+            "y_hat": y_out["y_hat"],
+        }
+
+    def decompress(
+        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
+    ) -> Dict[str, Any]:
+        *y_strings, z_strings = strings
+        hyper_out = self.hyper.decompress([z_strings], shape["hyper"], portable=portable)
+        y_out = self.y.decompress(y_strings, shape["y"], hyper_out["params"], portable=portable)
+        return {"y_hat": y_out["y_hat"]}
+
+
+class DCAEModel(SimpleVAECompressionModel):
+    """The DCAE codec (Lu et al., "Learned Image Compression with
+    Dictionary-based Entropy Model", CVPR 2025).
+
+    ``g_a`` and ``g_s`` are residual-bottleneck/Swin transforms with stride 16;
+    the latent is coded by a :class:`~compressai.latent_codecs.HyperpriorLatentCodec`
+    whose ``hyper`` part is CompressAI's ``HyperLatentCodec`` (entropy
+    bottleneck, median-centred STE) and whose ``y`` part is
+    :class:`~dcae.DCAEEntropyModel`.
+
+    Any image size works: the latent is ``ceil(H/16) x ceil(W/16)``, windows
+    that do not divide a feature map are padded and masked inside the
+    attention, and ``x_hat`` is cropped back to ``H x W``.
+
+    Args:
+        config: a :class:`~dcae.config.DCAEConfig` or preset name
+            (``"paper"``, ``"ablation"``, ``"small"``).
+        **overrides: fields of the config to change.
+    """
+
+    def __init__(self, config: DCAEConfig | str = "paper", **overrides: Any):
+        super().__init__()
+        cfg = get_config(config, **overrides)
+        self.config = cfg
+        self.g_a = _analysis(cfg)
+        self.g_s = _synthesis(cfg)
+        h_a = nn.Sequential(
+            DownsampleStack(cfg.M, cfg.N),
+            SwinStage(cfg.N, cfg.hyper_head_dim, cfg.hyper_window_size, cfg.hyper_depth),
+            conv(cfg.N, cfg.z_channels, kernel_size=3, stride=2),
+        )
+        entropy_model = DCAEEntropyModel(
+            cfg.M,
+            cfg.num_slices,
+            slice_sizes=cfg.slice_sizes,
+            side_channels=2 * cfg.M,
+            max_support_slices=cfg.max_support_slices,
+            dict_entries=cfg.dict_entries,
+            dict_dim=cfg.dict_dim,
+            dict_heads=cfg.dict_heads,
+            msfa_depth=cfg.msfa_depth,
+            mlp_ratio=cfg.mlp_ratio,
+            hidden_channels=cfg.entropy_hidden,
+            lrp=cfg.lrp,
+            spatial_context=cfg.spatial_context,
+        )
+        self.latent_codec = _HyperpriorLatentCodec(
+            latent_codec={
+                "y": entropy_model,
+                "hyper": _HyperLatentCodec(
+                    EntropyBottleneck(cfg.z_channels), h_a, HyperSynthesis(cfg), quantizer="ste"
+                ),
+            }
+        )
+
+    #: reduced-precision dtype of ``g_a``/``g_s`` (fast mode, see
+    #: :func:`dcae.fast.fast_mode`); ``None``: full precision
+    transform_dtype: Optional[torch.dtype] = None
+
+    def _transform(self, transform: nn.Module, x: Tensor) -> Tensor:
+        """Run ``g_a`` or ``g_s``, under autocast in fast mode; returns fp32."""
+        if self.transform_dtype is None:
+            return transform(x)
+        from .fast import run_autocast
+
+        return run_autocast(transform, x, self.transform_dtype)
+
+    @property
+    def entropy_model(self) -> DCAEEntropyModel:
+        """The :class:`DCAEEntropyModel` coding ``y``."""
+        return self.latent_codec.y  # type: ignore[return-value]
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Spatial stride of ``g_a`` (16) times that of the hyperprior (4)."""
+        return 64
+
+    def _check_image(self, x: Tensor, coding: bool = False) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected an image tensor, got {type(x).__name__}")
+        if x.dim() != 4 or x.shape[1] != self.config.image_channels:
+            raise ValueError(
+                f"expected images (b, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"empty image {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"expected float images with values in [0, 1], got {x.dtype} (divide 8-bit "
+                "images by 255 first)"
+            )
+        if coding:
+            lo, hi = float(x.min()), float(x.max())
+            if not (lo >= -_RANGE_SLACK and hi <= 1 + _RANGE_SLACK):  # also catches NaN
+                raise ValueError(
+                    f"expected images with values in [0, 1], got values in [{lo:g}, {hi:g}]"
+                    + (" (divide 8-bit images by 255 first)" if hi > 2 else "")
+                )
+
+    def forward(self, x: Tensor) -> Dict[str, Any]:
+        """``{"x_hat", "likelihoods": {"y", "z"}}``; ``x_hat`` has the size of ``x``
+        and is not clamped."""
+        self._check_image(x)
+        y = self._transform(self.g_a, x)
+        y_out = self.latent_codec(y)
+        x_hat = self._transform(self.g_s, y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
+        return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
+
+    def compress(self, x: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+        """``{"strings": [y_strings, z_strings], "shape"}``, one string per
+        sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
+        the ``hyper`` latent shape ``(h, w)`` and the image size.  The ``y``
+        strings check themselves (:class:`~dcae.DCAEEntropyModel`).
+
+        ``portable=True`` computes the entropy parameters (``h_s`` and the
+        entropy model) in float64 with snapped means so that the strings decode
+        on any backend, thread count, compiler or device; decode them with
+        ``portable=True`` too (the ``.dcae`` header records it).
+
+        Raises:
+            TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
+                with values in ``[0, 1]``.
+        """
+        self._check_image(x, coding=True)
+        y = self._transform(self.g_a, x)
+        out = self.latent_codec.compress(y, portable=portable)
+        shape = {
+            "y": tuple(int(v) for v in out["shape"]["y"]),
+            "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
+            "image": (int(x.shape[2]), int(x.shape[3])),
+        }
+        return {"strings": out["strings"], "shape": shape}
+
+    def decompress(
+        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
+    ) -> Dict[str, Tensor]:
+        """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present;
+        ``portable`` as given to :meth:`compress`.
+
+        Raises:
+            DecodingError: a ``y`` string does not verify (other weights, a
+                corrupted or truncated string, strings swapped, drifted numerics).
+            ValueError, TypeError: ``strings`` or ``shape`` are malformed.
+        """
+        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
+            raise TypeError(
+                "strings must be [y_strings, z_strings] as compress returns it, got "
+                f"{type(strings).__name__}"
+                + (f" of {len(strings)}" if isinstance(strings, (list, tuple)) else "")
+            )
+        y_strings, z_strings = strings
+        if not isinstance(z_strings, (list, tuple)) or not isinstance(y_strings, (list, tuple)):
+            raise TypeError("strings must be [y_strings, z_strings], each a list of bytes")
+        if len(y_strings) != len(z_strings):
+            raise ValueError("y and z strings have different batch sizes")
+        if not isinstance(shape, Mapping) or "y" not in shape or "hyper" not in shape:
+            raise TypeError('shape must be the dict compress returns ({"y", "hyper", ...})')
+        hyper = tuple(int(v) for v in shape["hyper"])
+        if len(hyper) != 2 or min(hyper) < 1:
+            raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
+        if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
+            raise TypeError("z strings must be bytes")
+        z_symbols = self.config.z_channels * hyper[0] * hyper[1]
+        z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
+        out = self.latent_codec.decompress([y_strings, z_guarded], shape, portable=portable)
+        x_hat = self._transform(self.g_s, out["y_hat"]).clamp_(0, 1)
+        image = shape.get("image")
+        if image is not None:
+            x_hat = x_hat[:, :, : int(image[0]), : int(image[1])]
+        return {"x_hat": x_hat}
+
+    @classmethod
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], config: Optional[DCAEConfig] = None
+    ) -> DCAEModel:
+        """A model from a state dict in the dcae or the official layout.
+
+        Accepts ``{"state_dict": ...}`` wrappers and ``module.`` prefixes; the
+        configuration is inferred from the tensor shapes unless given.
+        """
+        from ..convert import infer_config, to_layout
+
+        sd = to_layout(state_dict, "dcae")
+        cfg = config if config is not None else infer_config(sd)
+        net = cls(cfg)
+        net.load_state_dict(sd)
+        return net
+
+    def to_official_state_dict(self) -> Dict[str, Tensor]:
+        """This model's weights in the official implementation's layout."""
+        from ..convert import to_official_layout
+
+        return to_official_layout(self.state_dict())
