@@ -51,7 +51,8 @@ stays in cache, 256 MiB on GPU), so peak memory no longer grows with
 eager or under :func:`torch.compile`; they differ only in the three
 operations of the attention core.
 
-Einops axis legend used in this file::
+Einops axis legend used in this file (the window loop writes its patterns
+as comments over ``view``/``permute``, which cost less per call)::
 
     b  batch            m  windows in a chunk   h  heads
     p  tokens per window (w*w)                  d  head dim
@@ -67,7 +68,6 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tup
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = [
@@ -272,12 +272,14 @@ class _Geometry(NamedTuple):
     positions in the padding point to row ``b * H * W`` (a zero row on input,
     a discarded row on output).  ``types[j]`` is the mask type of window ``j``
     and ``masks[types[j]]`` its boolean mask (True: query must not see key),
-    or ``masks`` is None when no window needs one.
+    or ``masks`` is None when no window needs one; ``mask_bias`` is the same
+    as ``(T, 1, p, p)`` float32 ``0``/``-inf`` to add to the bias.
     """
 
     index: Tensor
     types: Tensor
     masks: Optional[Tensor]
+    mask_bias: Optional[Tensor]
     padded: bool
 
 
@@ -331,6 +333,7 @@ def _window_geometry(
     )
     types = types.reshape(1, -1).expand(b, -1).reshape(-1)
     masks: Optional[Tensor] = None
+    mask_bias: Optional[Tensor] = None
     if shift or padded:
         rr = torch.tensor([[lab[0] for lab in k] for k in row_keys], device=device)
         rv = torch.tensor([[lab[1] for lab in k] for k in row_keys], device=device)
@@ -342,7 +345,9 @@ def _window_geometry(
         # padded keys are hidden from real queries; padded queries (discarded
         # afterwards) keep their keys so that no softmax row is empty
         masks = masks | (ok[:, :, None] & ok[:, None, :].logical_not())
-    return _Geometry(index, types, masks, padded)
+        mask_bias = torch.zeros(masks.shape, device=device).masked_fill_(masks, float("-inf"))
+        mask_bias = mask_bias.unsqueeze(1)
+    return _Geometry(index, types, masks, mask_bias, padded)
 
 
 class WindowAttention(AttentionModule):
@@ -371,12 +376,10 @@ class WindowAttention(AttentionModule):
 
     The window layout (gather index, mask types: integers that depend only on
     the input shape) is cached per shape and device.  The additive
-    ``bias + mask`` tensor is *not* cached: it is rebuilt from the parameter on
-    every call (a gather and a ``masked_fill`` of at most 9 x h x p x p
-    values: 0.1 % of a call for the Swin stages of a 768x512 image, 1 % for
-    the small hyperprior stage, see ``docs/guides/performance.rst``), so no
-    cache can go stale after ``load_state_dict``, an optimiser step or an edit
-    by hand.
+    ``bias + mask`` tensor is memoised on the *value* of the bias table (an
+    entry serves only while the parameter equals the snapshot it was built
+    from), never on pointers or version counters, so it cannot go stale after
+    ``load_state_dict``, an optimiser step or an edit by hand.
 
     Shapes: input and output ``(b, H, W, c)`` (channels last).
 
@@ -412,6 +415,7 @@ class WindowAttention(AttentionModule):
         index = rel[0] * (2 * window_size - 1) + rel[1]
         self.register_buffer("relative_position_index", index.flatten(), persistent=False)
         self._geometry_cache: Dict[Tuple[Any, ...], _Geometry] = {}
+        self._additive_cache: Dict[Tuple[Any, ...], Tuple[Tensor, Tensor]] = {}
 
     def extra_repr(self) -> str:
         chunk = "" if self.chunk_bytes is None else f", chunk_bytes={self.chunk_bytes}"
@@ -422,9 +426,9 @@ class WindowAttention(AttentionModule):
 
     def relative_bias(self) -> Tensor:
         """Relative position bias gathered into ``(h, p, p)``."""
-        table = self.relative_position_bias.flatten(1)
+        table = self.relative_position_bias.reshape(self.num_heads, -1)
         p = self.window_size**2
-        return table[:, self.relative_position_index].view(self.num_heads, p, p)
+        return table.index_select(1, self.relative_position_index).view(self.num_heads, p, p)
 
     def geometry(self, b: int, h: int, w: int, device: torch.device) -> _Geometry:
         """Window layout of a ``(b, h, w, c)`` input, cached per shape/device.
@@ -449,9 +453,28 @@ class WindowAttention(AttentionModule):
         """``bias + mask`` (``-inf`` where masked) per mask type: ``(T, h, p, p)``,
         built from the current parameter."""
         bias = self.relative_bias().unsqueeze(0)
-        if geo.masks is not None:
-            bias = bias.masked_fill(geo.masks[:, None], float("-inf"))
+        if geo.mask_bias is not None:
+            bias = bias + geo.mask_bias  # -inf where masked, the bias unchanged elsewhere
         return bias.to(dtype)
+
+    def _memo_additive(self, key: Tuple[Any, ...], geo: _Geometry) -> Tensor:
+        """:meth:`additive` for ``key = (H, W, device, dtype)``, memoised on the
+        *value* of the bias table: an entry serves only while the parameter
+        equals the snapshot it was built from (``torch.equal`` on the small
+        table), so no update (``load_state_dict``, optimiser step, edit by
+        hand, EMA) can leave it stale.  Not memoised while gradients flow into
+        the table, nor under :func:`torch.compile` (same values either way)."""
+        param = self.relative_position_bias
+        if _is_compiling() or (torch.is_grad_enabled() and param.requires_grad):
+            return self.additive(geo, key[-1])
+        hit = self._additive_cache.get(key)
+        if hit is not None and hit[0].dtype == param.dtype and torch.equal(hit[0], param):
+            return hit[1]
+        if len(self._additive_cache) >= _CACHE_LIMIT:
+            self._additive_cache.clear()
+        additive = self.additive(geo, key[-1]).detach()
+        self._additive_cache[key] = (param.detach().clone(), additive)
+        return additive
 
     def windows_per_chunk(self, device: torch.device, dtype: torch.dtype) -> int:
         """Windows in one chunk: as many as ``chunk_bytes`` allows, at least one."""
@@ -469,7 +492,7 @@ class WindowAttention(AttentionModule):
                 f"WindowAttention expects (b, H, W, {self.dim}), got {tuple(x.shape)}"
             )
         b, h, w, c = x.shape
-        heads, p = self.num_heads, self.window_size**2
+        heads, d, p = self.num_heads, self.head_dim, self.window_size**2
         geo = self.geometry(b, h, w, x.device)
         rows = b * h * w
         tokens = x.reshape(rows, c)
@@ -485,14 +508,14 @@ class WindowAttention(AttentionModule):
             m = min(chunk, num_windows - start)
             index = geo.index[start * p : (start + m) * p]
             qkv = self.qkv(tokens.index_select(0, index))
-            q, k, v = rearrange(
-                qkv, "(m p) (three h d) -> three m h p d", p=p, three=3, h=heads
-            ).unbind(0)
+            # "(m p) (three h d) -> three m h p d" (view + permute: the two einops
+            # calls of this loop cost ~15 us, 5 % of the smallest hyperprior stage)
+            q, k, v = qkv.view(m, p, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
             if additive is None:
-                additive = self.additive(geo, qkv.dtype)  # (T, h, p, p)
+                additive = self._memo_additive((h, w, x.device, qkv.dtype), geo)
             types = geo.types[start : start + m]
             o = self._core(backend, q, k, v, additive.index_select(0, types))
-            o = self.proj(rearrange(o, "m h p d -> (m p) (h d)"))
+            o = self.proj(o.transpose(1, 2).reshape(m * p, c))  # "m h p d -> (m p) (h d)"
             if out is None:
                 out = o.new_empty(rows + int(geo.padded), c)
             out.index_copy_(0, index, o)

@@ -171,9 +171,11 @@ def test_geometry_cached_per_shape_and_additive_follows_parameter():
         m(x)
         assert m.geometry(1, 8, 12, x.device) is geo
         assert m.geometry(2, 8, 12, x.device) is not geo
-        additive = m.additive(geo, torch.float32)
+        key = (8, 12, x.device, torch.float32)
+        additive = m._memo_additive(key, geo)
+        assert m._memo_additive(key, geo) is additive  # memoised while the table is unchanged
         m.relative_position_bias.mul_(2.0)  # an in-place update (optimiser step)
-        assert torch.equal(m.additive(geo, torch.float32)[:, :, 0, 0], 2 * additive[:, :, 0, 0])
+        assert torch.equal(m._memo_additive(key, geo)[:, :, 0, 0], 2 * additive[:, :, 0, 0])
         changed = m(x)
     assert (changed - first).abs().max() > 1e-4
     torch.testing.assert_close(changed, naive_window_attention(m, x), atol=ATOL, rtol=0)

@@ -188,3 +188,35 @@ def test_model_built_under_inference_mode_runs_and_deep_copies():
         model = dcae.DCAEModel("small").eval()
         out = model(x)["x_hat"]
         assert torch.equal(copy.deepcopy(model)(x)["x_hat"], out)
+
+
+@pytest.mark.parametrize("how", ["in place", "data", "assign", "inference"])
+def test_any_bias_update_gives_the_new_result(how):
+    """The memoised bias + mask follows the table's value whatever way it
+    changes: an in-place edit (an EMA or optimiser step), ``.data``
+    assignment, ``load_state_dict(assign=True)``, an edit in inference mode."""
+    window, _ = _modules()
+    window.backend = "fused"
+    x, _ = _inputs()
+    with torch.no_grad():
+        first = window(x)
+        new = window.relative_position_bias.detach().flip(-1) * 2
+        if how == "in place":
+            window.relative_position_bias.copy_(new)
+        elif how == "data":
+            window.relative_position_bias.data = new.clone()
+        elif how == "assign":
+            state = dict(window.state_dict(), relative_position_bias=new.clone())
+            window.load_state_dict(state, assign=True)
+        changed = window(x)
+    if how == "inference":
+        with torch.inference_mode():
+            window.relative_position_bias.copy_(new)
+            changed = window(x)
+    fresh, _ = _modules()
+    fresh.backend = "fused"
+    with torch.no_grad():
+        fresh.load_state_dict(window.state_dict())
+        expected = fresh(x)
+    assert (changed - first).abs().max() > 1e-3
+    assert torch.equal(changed, expected)
