@@ -47,10 +47,10 @@ def _load() -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
     from . import zoo  # noqa: F401  (registers DCAE with CompressAI)
-    from .attention import attention_backend, get_attention_backend, set_attention_backend  # noqa: F401
     from .codec import decode, encode  # noqa: F401
     from .config import PRESETS, DCAEConfig, get_config  # noqa: F401
     from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError  # noqa: F401
+    from .nn.attention import attention_backend, get_attention_backend, set_attention_backend  # noqa: F401
     from .nn.dictionary import MSFA, DictionaryCrossAttention  # noqa: F401
     from .nn.entropy_model import DCAEEntropyModel  # noqa: F401
     from .nn.model import DCAEModel  # noqa: F401

@@ -14,6 +14,7 @@ import pytest
 import dcae
 
 MOVED = {
+    "attention": "nn",
     "layers": "nn",
     "dictionary": "nn",
     "entropy_model": "nn",

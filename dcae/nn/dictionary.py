@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..attention import AttentionModule, dictionary_attention
+from .attention import AttentionModule, dictionary_attention
 from .layers import ConvGLU, ResScale
 
 __all__ = ["MSFA", "DictionaryCrossAttention", "EfficientConvUnit", "SpatialAttention"]

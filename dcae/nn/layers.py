@@ -15,7 +15,7 @@ from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from ..attention import WindowAttention
+from .attention import WindowAttention
 
 __all__ = [
     "ConvGLU",
