@@ -31,7 +31,7 @@ def _compile(module: torch.nn.Module) -> torch.nn.Module:
 def test_g_a_and_g_s_compile_fullgraph(model, backend):
     # 72 x 88: the 16 x 20 ... maps are not window multiples (padded windows)
     x = torch.rand(1, 3, 72, 88)
-    with torch.no_grad(), attention_backend(backend):
+    with torch.no_grad(), attention_backend(backend, model):
         y = model.g_a(x)
         torch.testing.assert_close(_compile(model.g_a)(x), y, atol=ATOL, rtol=0)
         x_hat = model.g_s(y)
