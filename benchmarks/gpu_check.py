@@ -102,7 +102,7 @@ from torch import Tensor, nn
 import dcae
 from dcae.attention import BACKENDS
 from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.nn.fast import fast_mode
+from dcae.nn.fast import fast_mode, tf32
 from dcae.train import ImageFolder, RateDistortionLoss, TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -206,26 +206,6 @@ class Budget:
 
     def left(self) -> float:
         return self.end - time.perf_counter()
-
-
-@contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """TF32 for float32 matmuls and cuDNN convolutions on or off inside the block."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    if hasattr(matmul, "fp32_precision"):
-        before = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision, conv.fp32_precision = before
-    else:  # torch < 2.9
-        before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def use_backend(name: str, model: nn.Module) -> Any:

@@ -14,12 +14,10 @@ runs these with the rest of the GPU measurements.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import inspect
 import math
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -30,7 +28,7 @@ import dcae
 from dcae import DecodingError
 from dcae.attention import BACKENDS
 from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.nn.fast import fast_mode
+from dcae.nn.fast import fast_mode, tf32
 
 pytestmark = pytest.mark.cuda
 
@@ -38,24 +36,9 @@ pytestmark = pytest.mark.cuda
 ATOL = 1e-4
 
 
-@contextlib.contextmanager
-def no_tf32() -> Iterator[None]:
+def no_tf32():
     """Full float32 matmuls and convolutions inside the block."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    if hasattr(matmul, "fp32_precision"):
-        before = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision = conv.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision, conv.fp32_precision = before
-    else:  # torch < 2.9
-        before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    return tf32(False)
 
 
 def use_backend(name: str, model: torch.nn.Module):

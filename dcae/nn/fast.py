@@ -25,12 +25,13 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FAST_DTYPES", "fast_mode", "is_fast_mode", "run_autocast"]
+__all__ = ["FAST_DTYPES", "fast_mode", "is_fast_mode", "run_autocast", "tf32"]
 
 #: dtypes fast mode accepts
 FAST_DTYPES = (torch.bfloat16, torch.float16)
@@ -75,3 +76,24 @@ def run_autocast(transform: nn.Module, x: Tensor, dtype: torch.dtype) -> Tensor:
     with torch.autocast(device_type=x.device.type, dtype=dtype):
         out = transform(x)
     return out.float()
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA float32 matmuls and cuDNN convolutions on or off inside
+    the block (restored after); no effect on CPU computations."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if hasattr(matmul, "fp32_precision"):
+        before = (matmul.fp32_precision, conv.fp32_precision)
+        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = before
+    else:  # torch < 2.9
+        before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
