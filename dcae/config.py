@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["DCAEConfig", "PRESETS", "TrainConfig", "get_config"]
+__all__ = ["DCAEConfig", "PRESETS", "VARIABLE_RATE_LAMBDAS", "TrainConfig", "get_config"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class DCAEConfig:
         lrp: latent residual prediction.
         spatial_context: ``None`` (the paper) or ``"checkerboard"`` (a two-pass
             checkerboard context inside each slice, the paper's appendix B).
+        rate_lambdas: ``None`` for a fixed-rate model, or the increasing
+            lambdas of a variable-rate model's rate points: quality ``k``
+            (1-based) is trained at ``rate_lambdas[k-1]`` and any real quality
+            between 1 and ``len(rate_lambdas)`` interpolates the learned gain
+            vectors (Cui et al., CVPR 2021; see :class:`~dcae.DCAEModel`).
         name: preset name (informational).
     """
 
@@ -68,6 +73,7 @@ class DCAEConfig:
     entropy_hidden: Tuple[int, ...] = (224, 128)
     lrp: bool = True
     spatial_context: Optional[str] = None
+    rate_lambdas: Optional[Tuple[float, ...]] = None
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +90,22 @@ class DCAEConfig:
             raise ValueError(f"N={self.N} is not a multiple of hyper_head_dim")
         if self.window_size < 1 or self.hyper_window_size < 1:
             raise ValueError("window sizes must be positive")
+        if self.rate_lambdas is not None:
+            lam = tuple(float(v) for v in self.rate_lambdas)
+            if (
+                len(lam) < 2
+                or any(not 0 < v < float("inf") for v in lam)
+                or any(b <= a for a, b in zip(lam, lam[1:]))
+            ):
+                raise ValueError(
+                    f"rate_lambdas must be at least 2 increasing positive numbers, got {lam}"
+                )
+            object.__setattr__(self, "rate_lambdas", lam)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model has rate points (``rate_lambdas``)."""
+        return self.rate_lambdas is not None
 
     @property
     def synth_head_dims(self) -> Tuple[int, int, int]:
@@ -134,10 +156,17 @@ PRESETS: Dict[str, DCAEConfig] = {
         name="small",
     ),
 }
+#: lambdas of the variable-rate presets: CompressAI's eight MSE rate points
+#: shifted down by one (0.0009 added, 0.18 dropped), 1 = lowest rate
+VARIABLE_RATE_LAMBDAS: Tuple[float, ...] = (
+    0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932
+)  # fmt: skip
+PRESETS["small-vr"] = PRESETS["small"].replace(rate_lambdas=VARIABLE_RATE_LAMBDAS, name="small-vr")
 
 
 def get_config(preset: str | DCAEConfig = "paper", **overrides: Any) -> DCAEConfig:
-    """Return a preset by name (``paper``, ``ablation``, ``small``) with overrides."""
+    """Return a preset by name (``paper``, ``ablation``, ``small``, ``small-vr``)
+    with overrides."""
     if isinstance(preset, DCAEConfig):
         cfg = preset
     else:
@@ -179,3 +208,6 @@ class TrainConfig:
     threads: int = 0
     export: Optional[str] = None
     quality: Optional[int] = None
+    bf16: bool = False
+    val_crop: int = 0
+    keep_best: bool = False

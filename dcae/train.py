@@ -42,7 +42,14 @@ from .loading import load_model
 from .nn.model import DCAEModel
 from .pretrained import save_checkpoint
 
-__all__ = ["ImageFolder", "RateDistortionLoss", "TrainConfig", "evaluate_loss", "train"]
+__all__ = [
+    "ImageFolder",
+    "RateDistortionLoss",
+    "TrainConfig",
+    "evaluate_loss",
+    "train",
+    "variable_rate_from",
+]
 
 
 class ImageFolder:
@@ -103,6 +110,10 @@ class RateDistortionLoss(nn.Module):
     Args:
         lmbda: the rate-distortion trade-off ``lambda``.
         metric: ``"mse"`` or ``"ms-ssim"``.
+
+    ``forward(output, target, lmbda=None)`` takes an optional tensor of one
+    lambda per sample (variable-rate training); the loss is then the mean over
+    the samples of each sample's own ``lambda * D + bpp``.
     """
 
     def __init__(self, lmbda: float, metric: str = "mse"):
@@ -112,22 +123,40 @@ class RateDistortionLoss(nn.Module):
         self.lmbda = float(lmbda)
         self.metric = metric
 
-    def forward(self, output: Dict[str, Any], target: Tensor) -> Dict[str, Tensor]:
+    def forward(
+        self, output: Dict[str, Any], target: Tensor, lmbda: Optional[Tensor] = None
+    ) -> Dict[str, Tensor]:
         n, _, h, w = target.shape
-        num_pixels = n * h * w
-        bpp = sum(
-            torch.log(lik).sum() / (-math.log(2) * num_pixels)
+        if lmbda is None:
+            bpp = sum(
+                torch.log(lik).sum() / (-math.log(2) * n * h * w)
+                for lik in output["likelihoods"].values()
+            )
+            mse = F.mse_loss(output["x_hat"], target)
+            out = {"bpp": bpp, "mse": mse}
+            if self.metric == "mse":
+                out["loss"] = self.lmbda * 255**2 * mse + bpp
+            else:
+                from .eval.metrics import ms_ssim_per_sample
+
+                out["ms_ssim"] = ms_ssim_per_sample(output["x_hat"].clamp(0, 1), target).mean()
+                out["loss"] = self.lmbda * (1 - out["ms_ssim"]) + bpp
+            return out
+        lmbda = lmbda.to(target.device, torch.float32).reshape(n)
+        bpp_each = sum(
+            torch.log(lik).flatten(1).sum(1) / (-math.log(2) * h * w)
             for lik in output["likelihoods"].values()
         )
-        mse = F.mse_loss(output["x_hat"], target)
-        out = {"bpp": bpp, "mse": mse}
+        mse_each = (output["x_hat"] - target).pow(2).flatten(1).mean(1)
+        out = {"bpp": bpp_each.mean(), "mse": mse_each.mean()}
         if self.metric == "mse":
-            out["loss"] = self.lmbda * 255**2 * mse + bpp
+            out["loss"] = (lmbda * 255**2 * mse_each + bpp_each).mean()
         else:
-            from .eval.metrics import ms_ssim
+            from .eval.metrics import ms_ssim_per_sample
 
-            out["ms_ssim"] = ms_ssim(output["x_hat"].clamp(0, 1), target, data_range=1.0)
-            out["loss"] = self.lmbda * (1 - out["ms_ssim"]) + bpp
+            ssim_each = ms_ssim_per_sample(output["x_hat"].clamp(0, 1), target)
+            out["ms_ssim"] = ssim_each.mean()
+            out["loss"] = (lmbda * (1 - ssim_each) + bpp_each).mean()
         return out
 
 
@@ -197,15 +226,20 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: DCAEModel, images: Sequence[Tensor], criterion: RateDistortionLoss, device: torch.device
+    model: DCAEModel,
+    images: Sequence[Tensor],
+    criterion: RateDistortionLoss,
+    device: torch.device,
+    quality: Optional[float] = None,
 ) -> Dict[str, float]:
-    """Mean loss, bpp (estimated) and PSNR over full images (eval mode)."""
+    """Mean loss, bpp (estimated) and PSNR over full images (eval mode), at
+    ``quality`` for a variable-rate model."""
     was_training = model.training
     model.eval()
     sums = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0}
     for img in images:
         x = img[None].float().div(255.0).to(device)
-        out = model(x)
+        out = model(x) if quality is None else model(x, quality)
         out["x_hat"] = out["x_hat"].clamp(0, 1)
         terms = criterion(out, x)
         for k in ("loss", "bpp", "mse"):
@@ -233,9 +267,24 @@ def _setup_process(cfg: TrainConfig) -> Tuple[int, int, int, torch.device]:
     return rank, world, local, device
 
 
+def _centre_crop(img: Tensor, size: int) -> Tensor:
+    _, h, w = img.shape
+    th, tw = min(h, size), min(w, size)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return img[:, top : top + th, left : left + tw].contiguous()
+
+
 def _datasets(cfg: TrainConfig) -> Tuple[ImageFolder, Optional[ImageFolder]]:
     """Training images and validation images (the last ``val_split`` files of
-    ``cfg.data`` unless ``cfg.val`` names a folder)."""
+    ``cfg.data`` unless ``cfg.val`` names a folder; centre crops of at most
+    ``cfg.val_crop`` pixels when set)."""
+    data, val_set = _split_datasets(cfg)
+    if val_set is not None and cfg.val_crop > 0:
+        val_set.images = [_centre_crop(img, cfg.val_crop) for img in val_set.images]
+    return data, val_set
+
+
+def _split_datasets(cfg: TrainConfig) -> Tuple[ImageFolder, Optional[ImageFolder]]:
     files = image_files(cfg.data)
     if cfg.val is None and cfg.val_split > 0 and len(files) > cfg.val_split:
         train_files, val_files = files[: -cfg.val_split], files[-cfg.val_split :]
@@ -250,16 +299,36 @@ def _datasets(cfg: TrainConfig) -> Tuple[ImageFolder, Optional[ImageFolder]]:
 def _initial_model(cfg: TrainConfig) -> DCAEModel:
     """A new model of ``cfg.preset``, or the one of ``cfg.init`` (any checkpoint
     :func:`dcae.loading.load_model` reads: a model or a training checkpoint.pt)."""
+    preset = get_config(cfg.preset)
     if not cfg.init:
-        return DCAEModel(get_config(cfg.preset))
+        return DCAEModel(preset)
     model = load_model(cfg.init)
     if not isinstance(model, DCAEModel):
         raise DCAEError(f"--init {cfg.init} holds a {type(model).__name__}, not a DCAE model")
+    if preset.variable_rate and not model.variable_rate:
+        return variable_rate_from(model, preset.rate_lambdas, cfg.lmbda)  # type: ignore[arg-type]
     return model
 
 
+def variable_rate_from(
+    model: DCAEModel, rate_lambdas: Sequence[float], reference_lambda: float
+) -> DCAEModel:
+    """A variable-rate model with the weights of a single-rate ``model``
+    trained at ``reference_lambda``: the same architecture plus gain vectors
+    for ``rate_lambdas``, initialised by
+    :meth:`~dcae.DCAEModel.reset_gains` (so the rate point of
+    ``reference_lambda``, if it is one, codes exactly as ``model``)."""
+    cfg = model.config.replace(rate_lambdas=tuple(rate_lambdas))
+    net = DCAEModel(cfg)
+    missing, unexpected = net.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or set(missing) - {"log_gain", "log_inv_gain"}:
+        raise DCAEError(f"cannot warm-start: missing {missing}, unexpected {unexpected}")
+    net.reset_gains(reference_lambda)
+    return net
+
+
 _TRAIN_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "aux", "lr", "seconds"]
-_VAL_COLUMNS = ["step", "loss", "bpp", "mse", "psnr"]
+_VAL_COLUMNS = ["step", "loss", "bpp", "mse", "psnr", "quality"]
 
 
 def _append_row(path: Path, row: Sequence[Any], mode: str = "a") -> None:
@@ -279,6 +348,11 @@ class _Run:
         self.data, self.val_set = _datasets(cfg)
         self.model = _initial_model(cfg)
         self.model.to(device).train()
+        if cfg.bf16:
+            from .nn.fast import fast_mode
+
+            fast_mode(self.model)
+        self.best = math.inf
         self.criterion = RateDistortionLoss(cfg.lmbda, cfg.metric)
         self.main_params, aux_params = _split_params(self.model)
         self.optimizer = torch.optim.Adam(self.main_params, lr=cfg.lr)
@@ -308,6 +382,7 @@ class _Run:
         if "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
+        self.best = float(ckpt.get("best", math.inf))
         states = ckpt["rng"]
         _set_rng_state(states[self.rank] if isinstance(states, list) else states, self.gen)
 
@@ -327,6 +402,7 @@ class _Run:
                     "scheduler": self.scheduler.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "step": self.step,
+                    "best": self.best,
                     "rng": rng,
                     "config": self.model.config.to_dict(),
                     "train_config": dataclasses.asdict(self.cfg),
@@ -338,6 +414,12 @@ class _Run:
         """One optimizer step on a fresh batch; returns its loss terms."""
         cfg = self.cfg
         x = self.data.batch(cfg.batch_size, cfg.patch_size, self.gen).to(self.device)
+        quality = lmbda = None
+        if self.model.variable_rate:  # a real quality per sample, uniform over the range
+            lo, hi = self.model.quality_range
+            quality = lo + (hi - lo) * torch.rand(cfg.batch_size, generator=self.gen)
+            lmbda = self.model.lambda_for(quality)
+            quality = quality.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
         bf16 = self.use_cuda and torch.cuda.is_bf16_supported()
@@ -346,9 +428,9 @@ class _Run:
             dtype=torch.bfloat16 if bf16 else torch.float16,
             enabled=cfg.amp and self.use_cuda,
         ):
-            out = self.net(x)
+            out = self.net(x) if quality is None else self.net(x, quality)
         out["x_hat"] = out["x_hat"].float()
-        terms = self.criterion(out, x)
+        terms = self.criterion(out, x, lmbda)
         self.scaler.scale(terms["loss"]).backward()
         if cfg.clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -382,25 +464,51 @@ class _Run:
             flush=True,
         )
 
-    def validate(self) -> None:
-        """A row of ``val.csv``: the loss over the validation images."""
+    def validate(self) -> float:
+        """Rows of ``val.csv``: the loss over the validation images (a
+        variable-rate model: one row per rate point, then a summary row with
+        an empty quality: the geometric mean of the losses, the mean of the
+        rest); returns the (summary) loss."""
         assert self.val_set is not None
-        v = evaluate_loss(self.model, self.val_set.images, self.criterion, self.device)
-        _append_row(
-            self.val_log,
-            [self.step, f"{v['loss']:.5f}", f"{v['bpp']:.5f}", f"{v['mse']:.7f}",
-             f"{v['psnr']:.3f}"],
-        )  # fmt: skip
+        if not self.model.variable_rate:
+            v = evaluate_loss(self.model, self.val_set.images, self.criterion, self.device)
+            rows = [(v, "")]
+        else:
+            rows = []
+            for k, lam in enumerate(self.model.config.rate_lambdas or (), start=1):
+                crit = RateDistortionLoss(lam, self.cfg.metric)
+                v = evaluate_loss(self.model, self.val_set.images, crit, self.device, quality=k)
+                rows.append((v, str(k)))
+            mean = {key: sum(v[key] for v, _ in rows) / len(rows) for key in rows[0][0]}
+            # the losses of the rate points differ in scale by their lambdas:
+            # the summary loss is their geometric mean, which weighs them alike
+            mean["loss"] = math.exp(sum(math.log(v["loss"]) for v, _ in rows) / len(rows))
+            rows.append((mean, ""))
+        for v, q in rows:
+            _append_row(
+                self.val_log,
+                [self.step, f"{v['loss']:.5f}", f"{v['bpp']:.5f}", f"{v['mse']:.7f}",
+                 f"{v['psnr']:.3f}", q],
+            )  # fmt: skip
+        return rows[-1][0]["loss"]
 
     def export(self, path: str) -> None:
-        """The final model with CDF tables, as :func:`~dcae.pretrained.save_checkpoint`."""
+        """The model with CDF tables, as :func:`~dcae.pretrained.save_checkpoint`
+        (a copy: training can go on)."""
+        import copy
+
+        from .nn.fast import fast_mode
+
         cfg = self.cfg
-        self.model.eval()
-        self.model.update(force=True)
-        extra: Dict[str, Any] = {"lambda": cfg.lmbda, "metric": cfg.metric, "steps": self.step}
+        model = copy.deepcopy(self.model).cpu().eval()
+        fast_mode(model, enabled=False)
+        model.update(force=True)
+        extra: Dict[str, Any] = {"metric": cfg.metric, "steps": self.step}
+        if not model.variable_rate:
+            extra["lambda"] = cfg.lmbda
         if cfg.quality is not None:
             extra["quality"] = cfg.quality
-        save_checkpoint(self.model.cpu(), path, **extra)
+        save_checkpoint(model, path, **extra)
 
 
 def _due(step: int, every: int, last: int) -> bool:
@@ -427,7 +535,11 @@ def train(cfg: TrainConfig) -> DCAEModel:
             run.log_train({k: v / count for k, v in sums.items()}, time.time() - t0)
             sums, count = {}, 0
         if run.val_set is not None and rank == 0 and _due(run.step, cfg.val_every, cfg.steps):
-            run.validate()
+            loss = run.validate()
+            if loss < run.best:
+                run.best = loss
+                if cfg.keep_best:
+                    run.export(str(run.out_dir / "best.pt"))
         if _due(run.step, cfg.save_every, cfg.steps):
             run.save()
     if cfg.export and rank == 0:

@@ -23,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="folder of training images")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoint, logs)")
     p.add_argument("--preset", default=d.preset, help="model preset (default: %(default)s)")
-    p.add_argument("--lambda", dest="lmbda", type=float, default=d.lmbda, help="RD trade-off")
+    p.add_argument(
+        "--lambda", dest="lmbda", type=float, default=d.lmbda,
+        help="RD trade-off (variable-rate presets: the lambda of the --init model)",
+    )  # fmt: skip
     p.add_argument("--metric", choices=("mse", "ms-ssim"), default=d.metric)
     p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -35,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=d.clip, help="gradient norm clip (0: off)")
     p.add_argument("--val", default=None, help="validation folder (default: hold out files)")
     p.add_argument("--val-split", type=int, default=d.val_split, help="files held out")
+    p.add_argument(
+        "--val-crop", type=int, default=d.val_crop,
+        help="validate on centre crops of at most this size (0: whole images)",
+    )  # fmt: skip
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--save-every", type=int, default=d.save_every)
     p.add_argument("--log-every", type=int, default=d.log_every)
@@ -42,6 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, help="checkpoint.pt of a run to continue")
     p.add_argument("--init", default=None, help="warm start from a model checkpoint")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument(
+        "--bf16", action="store_true",
+        help="g_a/g_s under bfloat16 autocast (fast mode; the entropy model stays float32)",
+    )  # fmt: skip
+    p.add_argument(
+        "--keep-best", action="store_true",
+        help="export best.pt (with CDF tables) whenever the validation loss improves",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--export", default=None, help="write the final model with CDF tables")
     p.add_argument("--quality", type=int, default=None, help="quality index stored in export")

@@ -27,6 +27,7 @@ __all__ = [
     "bpp_from_bytes",
     "bpp_from_likelihoods",
     "ms_ssim",
+    "ms_ssim_per_sample",
     "ms_ssim_db",
     "psnr",
 ]
@@ -105,8 +106,9 @@ def _ssim_and_cs(x: Tensor, y: Tensor, win: Tensor, data_range: float) -> Tuple[
     return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
-def ms_ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
-    """Multi-scale SSIM (Wang et al., 2003), averaged over batch and channels.
+def ms_ssim_per_sample(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
+    """Multi-scale SSIM (Wang et al., 2003) of each image pair, averaged over
+    channels: a differentiable tensor ``(n,)`` (the training loss uses it).
 
     Five scales with the weights :data:`MS_SSIM_WEIGHTS`, an 11x11 Gaussian
     window with sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, 'valid' filtering and
@@ -152,7 +154,19 @@ def ms_ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
             b = F.avg_pool2d(b, kernel_size=2, padding=padding)
     values = torch.stack([*cs_levels, torch.relu(ssim_pc)], dim=0)  # (levels, n, c)
     per_channel = torch.prod(values ** weights.view(-1, 1, 1), dim=0)
-    return float(per_channel.mean())
+    return per_channel.mean(dim=1)
+
+
+def ms_ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
+    """Multi-scale SSIM (Wang et al., 2003), averaged over batch and channels.
+
+    Five scales with the weights :data:`MS_SSIM_WEIGHTS`, an 11x11 Gaussian
+    window with sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, 'valid' filtering and
+    2x2 average pooling between scales (odd sizes padded by one); see
+    :func:`ms_ssim_per_sample` for the arguments and errors (this is the mean
+    of its values, as a float).
+    """
+    return float(ms_ssim_per_sample(a, b, data_range).mean())
 
 
 def ms_ssim_db(value: Union[float, ArrayLike]) -> Union[float, np.ndarray]:

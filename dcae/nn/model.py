@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -29,6 +29,9 @@ __all__ = ["DCAEModel", "HyperSynthesis"]
 
 #: values this far outside [0, 1] are still accepted by ``compress`` (rounding)
 _RANGE_SLACK = 1e-3
+
+#: a quality: a real number, or one per sample (training)
+Quality = Union[float, Tensor]
 
 
 class HyperSynthesis(nn.Module):
@@ -198,6 +201,11 @@ class DCAEModel(SimpleVAECompressionModel):
                 ),
             }
         )
+        if cfg.rate_lambdas is not None:
+            lam = torch.tensor(cfg.rate_lambdas, dtype=torch.float64)
+            self.log_gain = nn.Parameter(torch.zeros(len(lam), cfg.M))
+            self.log_inv_gain = nn.Parameter(torch.zeros(len(lam), cfg.M))
+            self.reset_gains(float(lam.log().mean().exp()))
 
     #: reduced-precision dtype of ``g_a``/``g_s`` (fast mode, see
     #: :func:`dcae.fast.fast_mode`); ``None``: full precision
@@ -211,6 +219,117 @@ class DCAEModel(SimpleVAECompressionModel):
 
         return run_autocast(transform, x, self.transform_dtype)
 
+    # ------------------------------------------------------------------ rate
+    @property
+    def variable_rate(self) -> bool:
+        """Whether this model codes at any quality in :attr:`quality_range`."""
+        return self.config.rate_lambdas is not None
+
+    @property
+    def quality_range(self) -> Tuple[float, float]:
+        """``(1.0, number of rate points)`` for a variable-rate model.
+
+        Raises:
+            ValueError: the model has a single rate.
+        """
+        if self.config.rate_lambdas is None:
+            raise ValueError("this DCAE model has a single rate (config.rate_lambdas is None)")
+        return 1.0, float(len(self.config.rate_lambdas))
+
+    @property
+    def default_quality(self) -> Optional[float]:
+        """The quality used when none is given: the middle of the range
+        (``None`` for a single-rate model)."""
+        if self.config.rate_lambdas is None:
+            return None
+        lo, hi = self.quality_range
+        return (lo + hi) / 2
+
+    def check_quality(self, quality: Optional[float]) -> Optional[float]:
+        """``quality`` as a float after checking it against this model
+        (``None``: :attr:`default_quality`); ``None`` for a single-rate model.
+
+        Raises:
+            TypeError: not a real number.
+            ValueError: outside :attr:`quality_range`, or given to a
+                single-rate model.
+        """
+        if self.config.rate_lambdas is None:
+            if quality is not None:
+                raise ValueError(
+                    f"quality={quality!r} given, but this DCAE model has a single rate "
+                    "(no rate_lambdas); load a variable-rate model or leave quality out"
+                )
+            return None
+        if quality is None:
+            return self.default_quality
+        if isinstance(quality, bool) or not isinstance(quality, (int, float)):
+            if isinstance(quality, Tensor) and quality.numel() == 1:
+                quality = float(quality)
+            else:
+                raise TypeError(f"quality must be a real number, got {type(quality).__name__}")
+        q = float(quality)
+        lo, hi = self.quality_range
+        if not lo <= q <= hi:  # also NaN
+            raise ValueError(f"quality {quality!r} is outside this model's range [{lo:g}, {hi:g}]")
+        return q
+
+    def lambda_for(self, quality: Quality) -> Quality:
+        """The rate-distortion lambda of a (real) quality: the rate points'
+        lambdas interpolated geometrically, as the gains are."""
+        self.quality_range  # noqa: B018 (raises for a single-rate model)
+        lam = torch.tensor(self.config.rate_lambdas, dtype=torch.float64)
+        q = torch.as_tensor(quality, dtype=torch.float64)
+        out = self._interpolate(lam.log()[:, None], q).squeeze(-1).exp()
+        return out if isinstance(quality, Tensor) else float(out)
+
+    @staticmethod
+    def _interpolate(table: Tensor, q: Tensor) -> Tensor:
+        """Rows of ``table`` (``R x C``) at real 1-based positions ``q`` (any
+        shape), linearly between neighbours: ``q.shape + (C,)``."""
+        pos = (q.to(table.dtype) - 1).clamp(0, table.shape[0] - 1)
+        i = pos.floor().long().clamp(max=table.shape[0] - 2)
+        t = (pos - i.to(pos.dtype)).unsqueeze(-1)
+        return table[i] * (1 - t) + table[i + 1] * t
+
+    def gains(self, quality: Quality, batch: int = 1) -> Tuple[Tensor, Tensor]:
+        """``(gain, inverse gain)``, each ``(batch, M, 1, 1)``, at ``quality``
+        (a float, or a tensor with one quality per sample).
+
+        Gain vectors of neighbouring rate points are interpolated in the log
+        domain (the "exponential interpolation" of Cui et al., CVPR 2021):
+        ``y`` is multiplied by the gain before coding and ``y_hat`` by the
+        inverse gain before ``g_s``."""
+        if isinstance(quality, Tensor) and quality.numel() > 1:
+            lo, hi = self.quality_range
+            if quality.dim() != 1 or quality.shape[0] != batch:
+                raise ValueError(
+                    f"expected one quality per sample ({batch}), got shape {tuple(quality.shape)}"
+                )
+            if not bool(((quality >= lo) & (quality <= hi)).all()):
+                raise ValueError(f"qualities outside this model's range [{lo:g}, {hi:g}]")
+            q = quality.to(self.log_gain.device, self.log_gain.dtype)
+        else:
+            value = self.check_quality(quality)  # type: ignore[arg-type]
+            q = self.log_gain.new_full((batch,), value)  # type: ignore[arg-type]
+        g = self._interpolate(self.log_gain, q).exp()[:, :, None, None]
+        ig = self._interpolate(self.log_inv_gain, q).exp()[:, :, None, None]
+        return g, ig
+
+    @torch.no_grad()
+    def reset_gains(self, reference_lambda: float) -> None:
+        """Set every rate point's gains to the uniform step the MSE optimum
+        predicts from a model trained at ``reference_lambda``: gain
+        ``sqrt(lambda_k / reference_lambda)`` and its inverse (a warm start
+        from a single-rate model of that lambda)."""
+        if self.config.rate_lambdas is None:
+            raise ValueError("this DCAE model has a single rate")
+        lam = torch.tensor(self.config.rate_lambdas, dtype=torch.float64)
+        log_g = (0.5 * (lam / float(reference_lambda)).log()).to(self.log_gain.dtype)
+        self.log_gain.copy_(log_g[:, None].expand_as(self.log_gain))
+        self.log_inv_gain.copy_(-log_g[:, None].expand_as(self.log_inv_gain))
+
+    # --------------------------------------------------------------- modules
     @property
     def entropy_model(self) -> DCAEEntropyModel:
         """The :class:`DCAEEntropyModel` coding ``y``."""
@@ -243,20 +362,40 @@ class DCAEModel(SimpleVAECompressionModel):
                     + (" (divide 8-bit images by 255 first)" if hi > 2 else "")
                 )
 
-    def forward(self, x: Tensor) -> Dict[str, Any]:
+    def forward(self, x: Tensor, quality: Optional[Quality] = None) -> Dict[str, Any]:
         """``{"x_hat", "likelihoods": {"y", "z"}}``; ``x_hat`` has the size of ``x``
-        and is not clamped."""
+        and is not clamped.
+
+        ``quality`` (variable-rate models only): a real number in
+        :attr:`quality_range`, or a tensor with one per sample (training);
+        default :attr:`default_quality`."""
         self._check_image(x)
         y = self._transform(self.g_a, x)
-        y_out = self.latent_codec(y)
-        x_hat = self._transform(self.g_s, y_out["y_hat"])[:, :, : x.shape[2], : x.shape[3]]
+        if self.variable_rate:
+            gain, inv_gain = self.gains(
+                self.default_quality if quality is None else quality, x.shape[0]
+            )
+            y_out = self.latent_codec(y * gain)
+            y_hat = y_out["y_hat"] * inv_gain
+        else:
+            self.check_quality(quality)
+            y_out = self.latent_codec(y)
+            y_hat = y_out["y_hat"]
+        x_hat = self._transform(self.g_s, y_hat)[:, :, : x.shape[2], : x.shape[3]]
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
-    def compress(self, x: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+    def compress(
+        self, x: Tensor, quality: Optional[float] = None, *, portable: bool = False
+    ) -> Dict[str, Any]:
         """``{"strings": [y_strings, z_strings], "shape"}``, one string per
         sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
         the ``hyper`` latent shape ``(h, w)`` and the image size.  The ``y``
         strings check themselves (:class:`~dcae.DCAEEntropyModel`).
+
+        ``quality`` (variable-rate models only) is any real number in
+        :attr:`quality_range` (default :attr:`default_quality`), used exactly
+        as given and recorded as ``shape["quality"]``, so :meth:`decompress`
+        needs nothing else.
 
         ``portable=True`` computes the entropy parameters (``h_s`` and the
         entropy model) in float64 with snapped means so that the strings decode
@@ -265,16 +404,22 @@ class DCAEModel(SimpleVAECompressionModel):
 
         Raises:
             TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
-                with values in ``[0, 1]``.
+                with values in ``[0, 1]``; ``quality`` is not a real number in
+                range, or is given to a single-rate model.
         """
         self._check_image(x, coding=True)
+        q = self.check_quality(quality)
         y = self._transform(self.g_a, x)
+        if q is not None:
+            y = y * self.gains(q, x.shape[0])[0]
         out = self.latent_codec.compress(y, portable=portable)
-        shape = {
+        shape: Dict[str, Any] = {
             "y": tuple(int(v) for v in out["shape"]["y"]),
             "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
             "image": (int(x.shape[2]), int(x.shape[3])),
         }
+        if q is not None:
+            shape["quality"] = q
         return {"strings": out["strings"], "shape": shape}
 
     def decompress(
@@ -306,10 +451,28 @@ class DCAEModel(SimpleVAECompressionModel):
             raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
         if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
             raise TypeError("z strings must be bytes")
+        if self.variable_rate:
+            if "quality" not in shape:
+                raise ValueError(
+                    "shape has no 'quality': the strings were not made by a variable-rate "
+                    "model (decode them with the single-rate model that made them)"
+                )
+            q = shape["quality"]
+            if isinstance(q, bool) or not isinstance(q, (int, float)):
+                raise TypeError(f"shape['quality'] must be a real number, got {q!r:.40}")
+            inv_gain = self.gains(float(q), len(y_strings))[1]
+        elif shape.get("quality") is not None:
+            raise ValueError(
+                "shape records a quality: the strings were made by a variable-rate model, "
+                "and this model has a single rate"
+            )
         z_symbols = self.config.z_channels * hyper[0] * hyper[1]
         z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
         out = self.latent_codec.decompress([y_strings, z_guarded], shape, portable=portable)
-        x_hat = self._transform(self.g_s, out["y_hat"]).clamp_(0, 1)
+        y_hat = out["y_hat"]
+        if self.variable_rate:
+            y_hat = y_hat * inv_gain
+        x_hat = self._transform(self.g_s, y_hat).clamp_(0, 1)
         image = shape.get("image")
         if image is not None:
             x_hat = x_hat[:, :, : int(image[0]), : int(image[1])]
