@@ -34,6 +34,7 @@ __all__ = [
     "attention_backend",
     "decode",
     "encode",
+    "find_quality",
     "get_attention_backend",
     "get_config",
     "set_attention_backend",
@@ -47,7 +48,7 @@ def _load() -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
     from . import zoo  # noqa: F401  (registers DCAE with CompressAI)
-    from .codec import decode, encode  # noqa: F401
+    from .codec import decode, encode, find_quality  # noqa: F401
     from .config import PRESETS, DCAEConfig, get_config  # noqa: F401
     from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError  # noqa: F401
     from .nn.attention import attention_backend, get_attention_backend, set_attention_backend  # noqa: F401

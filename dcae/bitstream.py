@@ -3,9 +3,9 @@
 The byte layout is documented in ``docs/guides/format.rst``; in short (all
 integers big-endian)::
 
-    magic(9) version(1)=3 flags(1)         # bit 0: portable coding (DCAE only)
+    magic(9) version(1)=4 flags(1)         # bit 0: portable coding (DCAE only)
     model_kind(1) name_len(1) name(name_len) digest(32)
-    quality(1) width(2) height(2) channels(1) bit_depth(1)
+    quality(8) width(2) height(2) channels(1) bit_depth(1)   # quality: float64, NaN none
     policy(1) multiple(2) pad_left(2) pad_right(2) pad_top(2) pad_bottom(2)
     shape_len(2) shape(shape_len)          # the model's ``shape``, see encode_shape
     num_strings(1) [length(4) bytes(length)] x num_strings
@@ -45,6 +45,7 @@ __all__ = [
     "MAX_SIDE",
     "MODEL_KINDS",
     "OFFICIAL_MULTIPLE",
+    "READ_VERSIONS",
     "PADDING_POLICIES",
     "Bitstream",
     "decode_shape",
@@ -65,11 +66,15 @@ MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
 text-mode transfers and truncation to 7 bits are detected)."""
 
-#: 3 since 2026-12: any CompressAI model; the model's ``shape`` is stored as
-#: it is; the per-slice checksums moved from the header into the ``y``
-#: string of :class:`dcae.DCAEEntropyModel`.  Version 2 (dcae 0.1.x) and 1
-#: files are refused with a message to re-encode
-FORMAT_VERSION = 3
+#: 4 since 2026-12-04: the quality is a real number (float64 in the header,
+#: a float in the shape of variable-rate models).  3: any CompressAI model;
+#: the model's ``shape`` stored as it is; the per-slice checksums in the ``y``
+#: string of :class:`dcae.DCAEEntropyModel`; still read (its one-byte quality
+#: is read as "none").  Version 2 (dcae 0.1.x) and 1 files are refused with a
+#: message to re-encode
+FORMAT_VERSION = 4
+#: versions :func:`unpack` reads
+READ_VERSIONS = (3, 4)
 MAX_SIDE = 65535
 """Largest width or height a file can record (16-bit fields)."""
 DEFAULT_MAX_PIXELS = 1 << 25
@@ -105,8 +110,10 @@ SHAPE_ELEMENTS_PER_PIXEL = 16
 SHAPE_MIN_ELEMENTS = 1 << 16
 """:func:`shape_budget` for tiny images."""
 
-_FIXED = struct.Struct(">B HHBB BH HHHH")  # quality .. pad_bottom (after the digest)
-_NONE, _INT, _TUPLE, _LIST, _DICT, _SIZE = range(6)
+_FIXED = struct.Struct(">d HHBB BH HHHH")  # quality .. pad_bottom (after the digest)
+_FIXED_V3 = struct.Struct(">B HHBB BH HHHH")  # version 3: a one-byte quality
+_NONE, _INT, _TUPLE, _LIST, _DICT, _SIZE, _FLOAT = range(7)
+_F64 = struct.Struct(">d")
 
 
 def _centred(height: int, width: int, multiple: int) -> Tuple[int, int, int, int]:
@@ -172,12 +179,13 @@ def _put_uint(out: bytearray, v: int) -> None:
 def encode_shape(shape: Any) -> bytes:
     """Serialise a model's ``shape`` (what its ``compress`` returns) compactly.
 
-    Accepted values: non-negative ints (< 2**32), ``None``, and tuples,
-    lists, ``torch.Size`` and dicts with short printable-ASCII string keys of
-    them.  Each value is a one-byte tag (0 None, 1 int, 2 tuple, 3 list,
-    4 dict, 5 ``torch.Size``) followed by an unsigned LEB128 int, or by an
-    item count (one byte) and the items (dict items as key length (one
-    byte), key, value).
+    Accepted values: non-negative ints (< 2**32), finite floats, ``None``,
+    and tuples, lists, ``torch.Size`` and dicts with short printable-ASCII
+    string keys of them.  Each value is a one-byte tag (0 None, 1 int,
+    2 tuple, 3 list, 4 dict, 5 ``torch.Size``, 6 float) followed by an
+    unsigned LEB128 int, an IEEE float64 (big-endian, exact), or an item count
+    (one byte) and the items (dict items as key length (one byte), key,
+    value).
 
     Raises:
         ValueError: a value of another type, or limits exceeded (depth 8,
@@ -200,6 +208,11 @@ def encode_shape(shape: Any) -> bytes:
                 raise ValueError(f"shape value {v} is not in 0..{MAX_SHAPE_INT}")
             out.append(_INT)
             _put_uint(out, v)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"shape value {v} is not finite")
+            out.append(_FLOAT)
+            out.extend(_F64.pack(v))
         elif isinstance(v, (tuple, list, dict)):
             if len(v) > MAX_SHAPE_ITEMS:
                 raise ValueError(
@@ -224,7 +237,7 @@ def encode_shape(shape: Any) -> bytes:
         else:
             raise ValueError(
                 f"shape holds a {type(v).__name__} ({v!r:.40}); a .dcae file stores shapes "
-                "made of ints, None, tuples, lists, torch.Size and dicts"
+                "made of ints, floats, None, tuples, lists, torch.Size and dicts"
             )
 
     put(shape, 1)
@@ -282,6 +295,15 @@ def decode_shape(data: bytes) -> Any:
             if value > MAX_SHAPE_INT:
                 raise FormatError(f"shape value {value} exceeds {MAX_SHAPE_INT}")
             return value
+        if tag == _FLOAT:
+            raw = data[pos : pos + _F64.size]
+            if len(raw) != _F64.size:
+                raise FormatError("shape field is truncated (float)")
+            pos += _F64.size
+            (number,) = _F64.unpack(raw)
+            if not math.isfinite(number):
+                raise FormatError("shape field has a float that is not finite")
+            return number
         if tag not in (_TUPLE, _LIST, _DICT, _SIZE):
             raise FormatError(f"shape field has an unknown tag {tag} at byte {pos - 1}")
         count = byte("item count")
@@ -402,7 +424,8 @@ class Bitstream:
             (``module:Class`` of a user's model).
         model_name: name of the writing model (informational: the digest decides).
         model_digest: :func:`model_fingerprint` of the writing model (32 bytes).
-        quality: shipped-model quality the file was written with (0: another model).
+        quality: the quality a variable-rate model coded at (a real number,
+            also ``shape["quality"]``), ``None`` for a single-rate model.
         width: original image width.
         height: original image height.
         channels: channels of the original image (1 grayscale, 3 RGB).
@@ -420,7 +443,7 @@ class Bitstream:
     model_kind: str
     model_name: str
     model_digest: bytes
-    quality: int
+    quality: Optional[float]
     width: int
     height: int
     channels: int
@@ -471,8 +494,17 @@ class Bitstream:
             raise FormatError(
                 f"model name {self.model_name!r} of kind 'class' is not module:Class"
             )
-        if not 0 <= self.quality <= 255:
-            raise FormatError(f"quality {self.quality} is not in 0..255")
+        if self.quality is not None and (
+            isinstance(self.quality, bool)
+            or not isinstance(self.quality, (int, float))
+            or not math.isfinite(self.quality)
+        ):
+            raise FormatError(f"quality {self.quality!r} is not a finite number or None")
+        recorded = self.shape.get("quality") if isinstance(self.shape, dict) else None
+        if recorded is not None and recorded != self.quality:
+            raise FormatError(
+                f"the header's quality {self.quality!r} differs from the shape's {recorded!r}"
+            )
         for name, v in (("width", self.width), ("height", self.height)):
             if not 1 <= v <= MAX_SIDE:
                 raise FormatError(f"image {name} {v} is not in 1..{MAX_SIDE}")
@@ -536,7 +568,7 @@ def pack(stream: Bitstream) -> bytes:
     out += name
     out += stream.model_digest
     out += _FIXED.pack(
-        stream.quality,
+        math.nan if stream.quality is None else float(stream.quality),
         stream.width,
         stream.height,
         stream.channels,
@@ -614,7 +646,7 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
             f"this dcae reads version {FORMAT_VERSION}: re-encode the image with this dcae "
             "(or decode it with dcae <= 0.1.x)"
         )
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise FormatError(
             f"unsupported .dcae format version {version} (this dcae reads version "
             f"{FORMAT_VERSION}; a newer file needs a newer dcae)"
@@ -622,7 +654,7 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
     flags, kind, name_len = r.unpack(struct.Struct(">BBB"), "header")
     name_raw = r.take(name_len, "model name")
     digest = r.take(DIGEST_SIZE, "model digest")
-    fixed = r.unpack(_FIXED, "image header")
+    fixed = r.unpack(_FIXED if version >= 4 else _FIXED_V3, "image header")
     (shape_len,) = r.unpack(struct.Struct(">H"), "shape length")
     if shape_len > MAX_SHAPE_BYTES:
         raise FormatError(f"shape field of {shape_len} bytes exceeds {MAX_SHAPE_BYTES}")
@@ -664,6 +696,10 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
     except UnicodeDecodeError:
         raise FormatError("model name is not ASCII") from None
     quality, width, height, channels, bit_depth, policy, multiple = fixed[:7]
+    if version < 4 or math.isnan(quality):
+        quality = None  # version 3: the index of an earlier dcae's shipped model
+    elif not math.isfinite(quality):
+        raise FormatError(f"quality {quality} is not finite")
     if policy >= len(PADDING_POLICIES):
         raise FormatError(f"unknown padding policy code {policy}")
     stream = Bitstream(

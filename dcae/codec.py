@@ -30,9 +30,10 @@ Image modes:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,7 @@ __all__ = [
     "decode",
     "decode_stream",
     "encode",
+    "find_quality",
     "image_to_tensor",
     "coding_padding",
     "open_image",
@@ -181,39 +183,55 @@ def tensor_to_uint8(x_hat: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- models
 def resolve_model(
     model: Optional[CompressionModel] = None,
-    quality: Optional[int] = None,
+    quality: Optional[float] = None,
     checkpoint: Union[str, os.PathLike, None] = None,
     name: Optional[str] = None,
-) -> Tuple[CompressionModel, int]:
-    """``(model, quality hint)``: the given model, a checkpoint, or the shipped
-    one (a fresh instance, :func:`dcae.pretrained.load_pretrained`).
+) -> Tuple[CompressionModel, Optional[float]]:
+    """``(model, quality)``: the given model, a checkpoint, or the shipped
+    one (a fresh instance, :func:`dcae.pretrained.load_pretrained`), and the
+    quality to code at (``None`` for single-rate models).
 
     Args:
         model: a model (checked with :func:`dcae.loading.check_ready`).
-        quality: quality of a shipped model.
+        quality: quality of a variable-rate model (the shipped one, or
+            ``model``/``checkpoint`` if variable-rate); checked, never rounded.
         checkpoint: a checkpoint, loaded with :func:`dcae.loading.load_model`.
         name: the checkpoint's model, ``module:Class`` or a CompressAI
             registry name (``--model``); default: DCAE.
 
-    The quality hint is the shipped model's quality (0 for any other model).
+    Raises:
+        ValueError: ``quality`` is out of the model's range or given for a
+            single-rate model; both ``model`` and ``checkpoint`` given.
     """
     return _resolve(model, quality, checkpoint, name, shared=False)
 
 
+def _model_quality(model: CompressionModel, quality: Optional[float]) -> Optional[float]:
+    """The quality ``model`` codes at: ``quality`` checked against a
+    variable-rate DCAE model (its default if ``None``); ``None`` otherwise."""
+    if isinstance(model, DCAEModel):
+        return model.check_quality(quality)
+    if quality is not None:
+        raise ValueError(
+            f"quality={quality!r} applies to variable-rate DCAE models; "
+            f"{type(model).__name__} has its rate in its weights"
+        )
+    return None
+
+
 def _resolve(
     model: Optional[CompressionModel],
-    quality: Optional[int],
+    quality: Optional[float],
     checkpoint: Union[str, os.PathLike, None],
     name: Optional[str],
     *,
     shared: bool,
-) -> Tuple[CompressionModel, int]:
+) -> Tuple[CompressionModel, Optional[float]]:
     """:func:`resolve_model`; with ``shared``, the shipped model is the
     process-wide instance (:func:`dcae.pretrained.shared_model`), for
     :func:`encode` only: it is never returned to a caller."""
-    given = sum(v is not None for v in (model, quality, checkpoint))
-    if given > 1:
-        raise ValueError("give at most one of model, quality and checkpoint")
+    if model is not None and checkpoint is not None:
+        raise ValueError("give at most one of model and checkpoint")
     if name is not None and checkpoint is None:
         raise DCAEError(
             f"--model {name} needs --checkpoint PATH (the weights of the model); in Python, "
@@ -221,23 +239,24 @@ def _resolve(
         )
     if model is not None:
         check_ready(model)
-        return model, 0
+        return model, _model_quality(model, quality)
     if checkpoint is not None:
         try:
             m = load_model(checkpoint, name)
         except DCAEError as e:  # torch's messages span lines: keep errors to one
             raise type(e)(" ".join(str(e).split())) from e
         check_ready(m)
-        return m, 0
+        return m, _model_quality(m, quality)
     if not pretrained.available_qualities():
         raise DCAEError(
             "no model given and this installation of dcae ships no pretrained weights; "
             "pass model= (Python) or --checkpoint PATH (command line)"
         )
-    q = pretrained.default_quality() if quality is None else int(quality)
-    m = pretrained.shared_model(q) if shared else pretrained.load_pretrained(q)
+    m = pretrained.shared_model(quality) if shared else pretrained.load_pretrained(quality)
     check_ready(m)
-    return m, q
+    if isinstance(m, DCAEModel) and m.variable_rate:
+        return m, m.check_quality(quality)
+    return m, None  # dcae < 0.3 shipped single-rate models: quality picked the model
 
 
 def _how_to_pass(stream: Bitstream) -> str:
@@ -272,15 +291,18 @@ def _model_for(stream: Bitstream, model: Optional[CompressionModel]) -> Compress
             f"the file needs model {stream.describe_model()}, and this installation of dcae "
             f"ships no pretrained weights; {_how_to_pass(stream)}"
         )
-    order = sorted(qualities, key=lambda q: (q != stream.quality, q))
-    for q in order:
+    # one variable-rate model, or (dcae < 0.3) one single-rate model per quality
+    variable_rate = pretrained._variable_rate_entry() is not None
+    candidates: List[Optional[int]] = [None] if variable_rate else list(qualities)
+    for q in candidates:
         m = pretrained.shared_model(q)
         if model_fingerprint(m) == stream.model_digest:
             check_ready(m)
             return m
     raise ModelMismatchError(
-        f"the file was written by model {stream.describe_model()}, which is none of the "
-        f"shipped models (qualities {qualities}); {_how_to_pass(stream)}"
+        f"the file was written by model {stream.describe_model()}, which is not the model "
+        f"shipped with this dcae (an earlier dcae's shipped model, or your own: "
+        f"{_how_to_pass(stream)})"
     )
 
 
@@ -394,7 +416,8 @@ def encode(
     image: ImageInput,
     *,
     model: Optional[CompressionModel] = None,
-    quality: Optional[int] = None,
+    quality: Optional[float] = None,
+    target_bpp: Optional[float] = None,
     padding: Optional[str] = None,
     portable: bool = False,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
@@ -409,7 +432,13 @@ def encode(
             one-string lists (eval mode is used; CDF tables must exist:
             ``model.update(force=True)``); default: the shipped model of
             ``quality``.
-        quality: quality of the shipped model (1 = lowest rate).
+        quality: the quality of a variable-rate model (the shipped one, or
+            ``model``): any real number in its range (1 = lowest rate),
+            used exactly as given and recorded in the file; default: the
+            model's default quality.  Single-rate models refuse it.
+        target_bpp: instead of ``quality``: the rate wanted, in bits per
+            pixel of the whole file; the quality is found by a few encodes
+            (:func:`find_quality`, within 3 %).
         padding: ``"minimal"`` (DCAE's default: no padding; the latent is
             ``ceil(H/16) x ceil(W/16)``), ``"official"`` (centred zero padding
             to a multiple of 128, as the official scripts) or ``"multiple"``
@@ -428,13 +457,20 @@ def encode(
     Raises:
         UnsupportedImageError: the image cannot be coded (mode, size, values,
             animated, more than ``max_pixels`` pixels).
-        DCAEError: no model is available, or it has no CDF tables.
+        DCAEError: no model is available, or it has no CDF tables;
+            ``target_bpp`` is out of reach for this image.
         TypeError: ``model`` is not a ``CompressionModel``.
+        ValueError: ``quality`` out of range or given to a single-rate model.
     """
     if padding is not None and padding not in PADDING_POLICIES:
         raise ValueError(f"unknown padding policy {padding!r}; choose one of {PADDING_POLICIES}")
+    if target_bpp is not None:
+        if quality is not None:
+            raise ValueError("give quality or target_bpp, not both")
+        options = {"padding": padding, "portable": portable, "max_pixels": max_pixels}
+        return find_quality(image, target_bpp, model=model, **options)[1]  # type: ignore[arg-type]
     x, channels = image_to_tensor(image, max_pixels=max_pixels)
-    net, quality_hint = _resolve(model, quality, None, None, shared=True)
+    net, q = _resolve(model, quality, None, None, shared=True)
     if portable and not isinstance(net, DCAEModel):
         raise ValueError(
             f"portable coding is a DCAE mode; {type(net).__name__} does not support it"
@@ -444,15 +480,20 @@ def encode(
     if any(pad):
         x = F.pad(x, pad, mode="constant", value=0.0)
     device = next(net.parameters()).device
+    kwargs: Dict[str, Any] = {}
+    if q is not None:
+        kwargs["quality"] = q
+    if portable:
+        kwargs["portable"] = True
     with eval_mode(net):
-        out = net.compress(x.to(device), portable=True) if portable else net.compress(x.to(device))
+        out = net.compress(x.to(device), **kwargs)
     kind, name = model_identity(net)
     try:
         stream = Bitstream(
             model_kind=kind,
             model_name=name,
             model_digest=model_fingerprint(net),
-            quality=quality_hint,
+            quality=q,
             width=width,
             height=height,
             channels=channels,
@@ -469,6 +510,104 @@ def encode(
         return pack(stream)
     except FormatError as e:  # what the model returned does not fit a .dcae file
         raise DCAEError(f"cannot store what {name}.compress returned: {e}") from e
+
+
+def find_quality(
+    image: ImageInput,
+    target_bpp: float,
+    *,
+    model: Optional[CompressionModel] = None,
+    tolerance: float = 0.03,
+    max_encodes: int = 12,
+    **options: Any,
+) -> Tuple[float, bytes]:
+    """``(quality, file bytes)``: the quality of a variable-rate model whose
+    file codes ``image`` at ``target_bpp`` bits per pixel (of the whole
+    ``.dcae`` file) within ``tolerance`` (relative), found by a few encodes.
+
+    The rate grows with the quality, about 1.4x per unit for the shipped
+    model: the search starts at the model's default quality, steps by the
+    slope it measures until it brackets the target, then narrows the bracket
+    (regula falsi with the Illinois rule on the log rate), typically in 3 to 6
+    encodes.  ``options`` are :func:`encode`'s (``padding``, ``portable``,
+    ``max_pixels``).
+
+    Raises:
+        DCAEError: the target is below the lowest or above the highest rate
+            the model reaches on this image (the message gives that range),
+            or ``max_encodes`` encodes did not reach the tolerance.
+        ValueError: ``target_bpp`` or ``tolerance`` is not positive, or the
+            model has a single rate.
+    """
+    if isinstance(target_bpp, bool) or not isinstance(target_bpp, (int, float)):
+        raise TypeError(f"target_bpp must be a number, got {type(target_bpp).__name__}")
+    if not 0 < target_bpp < math.inf:
+        raise ValueError(f"target_bpp must be a positive number, got {target_bpp!r}")
+    if not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+    x, _ = image_to_tensor(image, max_pixels=options.get("max_pixels", DEFAULT_MAX_PIXELS))
+    pixels = int(x.shape[2]) * int(x.shape[3])
+    net, start = _resolve(model, None, None, None, shared=model is None)
+    if start is None:
+        raise ValueError("target_bpp needs a variable-rate model; this one has a single rate")
+    lo, hi = net.quality_range  # type: ignore[union-attr]
+    coded: Dict[float, bytes] = {}
+
+    def log_error(q: float) -> float:
+        if len(coded) >= max_encodes:
+            raise DCAEError(
+                f"no quality within {tolerance:.0%} of {target_bpp} bpp after {max_encodes} "
+                f"encodes (closest: {_closest(coded, pixels, target_bpp)})"
+            )
+        coded[q] = encode(image, model=model, quality=q, **options)
+        return math.log(8 * len(coded[q]) / pixels / target_bpp)
+
+    def done(e: float) -> bool:
+        return abs(math.exp(e) - 1) <= tolerance
+
+    q, e = start, log_error(start)
+    if done(e):
+        return q, coded[q]
+    slope = math.log(1.4)  # log rate per unit of quality, refined below
+    a, ea = q, e  # walk towards the target until it is bracketed
+    while True:
+        edge = hi if ea < 0 else lo
+        b = min(hi, max(lo, a - ea / slope))
+        if b == a:
+            bpp = 8 * len(coded[a]) / pixels
+            raise DCAEError(
+                f"{target_bpp} bpp is out of reach for this image: quality {edge:g} gives "
+                f"{bpp:.4f} bpp"
+            )
+        eb = log_error(b)
+        if done(eb):
+            return b, coded[b]
+        if (ea < 0) != (eb < 0):
+            break
+        if eb != ea:
+            slope = max(0.05, (eb - ea) / (b - a))
+        a, ea = b, eb
+    side = 0  # Illinois: halve the kept end's error when it is kept twice
+    while True:
+        c = b - eb * (b - a) / (eb - ea)
+        ec = log_error(c)
+        if done(ec):
+            return c, coded[c]
+        if (ec < 0) == (eb < 0):
+            b, eb = c, ec
+            if side == -1:
+                ea /= 2
+            side = -1
+        else:
+            a, ea = c, ec
+            if side == 1:
+                eb /= 2
+            side = 1
+
+
+def _closest(coded: Mapping[float, bytes], pixels: int, target: float) -> str:
+    q = min(coded, key=lambda k: abs(8 * len(coded[k]) / pixels - target))
+    return f"quality {q:.4f} at {8 * len(coded[q]) / pixels:.4f} bpp"
 
 
 def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:

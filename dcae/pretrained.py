@@ -1,7 +1,9 @@
 """Pretrained models shipped inside the package (``dcae/weights``).
 
-``dcae/weights/manifest.json`` lists the shipped checkpoints, one per rate
-point (``quality`` 1 = lowest rate).  Each is an xz-compressed ``torch.save``
+``dcae/weights/manifest.json`` lists the shipped checkpoints: one
+variable-rate model (``"variable_rate": true``, any real quality in its
+``quality_range``, 1 = lowest rate), or, as dcae < 0.3 shipped, one
+single-rate model per integer quality.  Each is an xz-compressed ``torch.save``
 file (``small-q{q}.pt.xz``) holding ``{"config": DCAEConfig.to_dict(),
 "packed": ..., "quality": q, "lambda": float, "metric": "mse", "steps": n}``:
 the weights packed to int8 per output channel (:func:`pack_state_dict`) and
@@ -39,6 +41,8 @@ __all__ = [
     "unpack_state_dict",
     "available_qualities",
     "default_quality",
+    "package_variable_rate",
+    "quality_range",
     "load_checkpoint",
     "load_pretrained",
     "model_from_checkpoint",
@@ -56,16 +60,46 @@ def _manifest() -> Dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _variable_rate_entry() -> Optional[Dict[str, Any]]:
+    """The manifest's entry of a shipped variable-rate model, if that is what
+    is shipped."""
+    models = _manifest()["models"]
+    if len(models) == 1 and models[0].get("variable_rate"):
+        return models[0]
+    return None
+
+
 def available_qualities() -> List[int]:
-    """Qualities of the shipped models (empty if none are shipped)."""
+    """The integer rate points of the shipped weights (empty if none are
+    shipped).  The shipped variable-rate model codes at any real quality in
+    :func:`quality_range`, these are its trained rate points."""
+    vr = _variable_rate_entry()
+    if vr is not None:
+        lo, hi = vr["quality_range"]
+        return list(range(int(lo), int(hi) + 1))
     return sorted(int(m["quality"]) for m in _manifest()["models"])
 
 
-def default_quality() -> int:
+def quality_range() -> Tuple[float, float]:
+    """``(lowest, highest)`` quality the shipped weights code at.
+
+    Raises:
+        DCAEError: no weights are shipped.
+    """
+    qualities = available_qualities()
+    if not qualities:
+        raise DCAEError("this installation of dcae ships no pretrained weights")
+    return float(min(qualities)), float(max(qualities))
+
+
+def default_quality() -> float:
     """Quality used when none is given."""
     man = _manifest()
     if not man["models"]:
         raise DCAEError("this installation of dcae ships no pretrained weights")
+    vr = _variable_rate_entry()
+    if vr is not None:
+        return float(man["default_quality"])
     return int(man.get("default", max(available_qualities())))
 
 
@@ -79,12 +113,16 @@ def _sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _shipped_state(quality: int) -> Tuple[Mapping[str, Any], Mapping[str, Tensor]]:
-    """``(config dict, state dict)`` of a shipped model, read once per process.
+    """``(config dict, state dict)`` of a shipped model (``quality`` 0: the
+    variable-rate model), read once per process.
 
     Private and never handed out: every model made from it copies the tensors
     (``load_state_dict``), so no caller can change what another one gets."""
-    entries = {int(m["quality"]): m for m in _manifest()["models"]}
-    entry = entries[quality]
+    vr = _variable_rate_entry()
+    if vr is not None:
+        entry = vr
+    else:
+        entry = {int(m["quality"]): m for m in _manifest()["models"]}[quality]
     path = WEIGHTS_DIR / entry["file"]
     if not path.is_file():
         raise DCAEError(f"shipped weights {path} are missing; reinstall dcae")
@@ -95,21 +133,45 @@ def _shipped_state(quality: int) -> Tuple[Mapping[str, Any], Mapping[str, Tensor
     return MappingProxyType(model.config.to_dict()), MappingProxyType(state)
 
 
-def _check_quality(quality: Optional[int]) -> int:
+def _check_quality(quality: Optional[float]) -> Tuple[int, Optional[float]]:
+    """``(file key, quality)``: which shipped state to load (0: the variable-rate
+    model) and the quality it codes at (``None``: single-rate models)."""
     qualities = available_qualities()
     if not qualities:
         raise DCAEError(
             "this installation of dcae ships no pretrained weights; pass --checkpoint PATH"
         )
-    q = default_quality() if quality is None else int(quality)
-    if q not in qualities:
-        raise DCAEError(f"quality {quality} is not available; choose one of {qualities}")
-    return q
+    if quality is not None and (
+        isinstance(quality, bool) or not isinstance(quality, (int, float))
+    ):
+        raise TypeError(f"quality must be a real number, got {type(quality).__name__}")
+    if _variable_rate_entry() is not None:
+        q = default_quality() if quality is None else float(quality)
+        lo, hi = quality_range()
+        if not lo <= q <= hi:  # also NaN
+            raise DCAEError(
+                f"quality {quality!r} is outside the shipped model's range [{lo:g}, {hi:g}]"
+            )
+        return 0, q
+    if quality is not None and quality not in qualities:
+        raise DCAEError(
+            f"quality {quality!r} is not available; the shipped single-rate models have "
+            f"qualities {qualities}"
+        )
+    q_int = int(default_quality() if quality is None else quality)
+    return q_int, None
 
 
-def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
-    """A new instance of the shipped model of the given quality (1 = lowest
-    rate), in eval mode.
+def load_pretrained(quality: Optional[float] = None) -> DCAEModel:
+    """A new instance of the shipped model, in eval mode, that codes at
+    ``quality`` (1 = lowest rate) by default.
+
+    The shipped model is a variable-rate model: any real quality in
+    :func:`quality_range` works, here and in ``compress(x, quality=q)``;
+    ``quality`` only sets the returned instance's
+    :attr:`~dcae.DCAEModel.default_quality` (what ``compress(x)`` and
+    CompressAI's tools use).  (With single-rate weights, as dcae < 0.3 shipped,
+    it picks the model of that quality.)
 
     The file is read once per process; each call builds a fresh module from
     that state (about 0.2 s for the ``small`` preset on one CPU core), so a
@@ -118,32 +180,36 @@ def load_pretrained(quality: Optional[int] = None) -> DCAEModel:
     :func:`dcae.decode` use, see :func:`shared_model`).
 
     Args:
-        quality: rate point; default :func:`default_quality`.
+        quality: default :func:`default_quality`.
 
     Raises:
-        DCAEError: no weights are shipped or ``quality`` is not one of them.
+        DCAEError: no weights are shipped or ``quality`` is out of range.
+        TypeError: ``quality`` is not a number.
     """
-    config, state = _shipped_state(_check_quality(quality))
+    key, q = _check_quality(quality)
+    config, state = _shipped_state(key)
     model = DCAEModel(DCAEConfig.from_dict(dict(config)))
     model.load_state_dict(dict(state))
+    if q is not None:
+        model.default_quality = q
     return model.eval()
 
 
 @functools.lru_cache(maxsize=8)
-def _shared(quality: int) -> DCAEModel:
-    return load_pretrained(quality)
+def _shared(key: int) -> DCAEModel:
+    return load_pretrained(None if key == 0 else key)
 
 
-def shared_model(quality: Optional[int] = None) -> DCAEModel:
-    """The process-wide instance of a shipped model that :func:`dcae.encode`
+def shared_model(quality: Optional[float] = None) -> DCAEModel:
+    """The process-wide instance of the shipped model that :func:`dcae.encode`
     and :func:`dcae.decode` code with when no model is given (built once, so
-    that they stay fast).
+    that they stay fast); pass the quality to its ``compress``.
 
     dcae never hands it to a caller: :func:`load_pretrained` and
     :func:`dcae.codec.resolve_model` return fresh instances.  Code that calls
     this function must not move, train or edit the model.
     """
-    return _shared(_check_quality(quality))
+    return _shared(_check_quality(quality)[0])
 
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -429,7 +495,56 @@ def package_models(
         hub = hub or path
     manifest = {"models": [entries[q] for q in qualities], "default": default}
     manifest.update(info)
+    return _write_manifest(out_dir, manifest)
+
+
+def _write_manifest(out_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Any]:
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     _shipped_state.cache_clear()
     _shared.cache_clear()
     return manifest
+
+
+def package_variable_rate(
+    checkpoint: Union[str, Path],
+    out_dir: Union[str, Path] = WEIGHTS_DIR,
+    default_quality: Optional[float] = None,
+    total_steps: Optional[int] = None,
+    **info: Any,
+) -> Dict[str, Any]:
+    """Write the shipped weights of one variable-rate model:
+    ``{config.name}.pt.xz`` (int8-packed, CDF tables rebuilt from the packed
+    weights, xz-compressed) and a manifest naming it, its quality range and
+    ``default_quality`` (default: the model's).  Other files in ``out_dir``
+    are left alone; remove older shipped files yourself."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = _torch_load(Path(checkpoint), "cpu")
+    model = load_checkpoint(checkpoint)
+    if not model.variable_rate:
+        raise ValueError(f"{checkpoint} holds a single-rate model; use package_models")
+    packed = pack_state_dict(model.state_dict())
+    model.load_state_dict(unpack_state_dict(packed))
+    model.update(force=True)  # CDF tables of the int8-rounded weights
+    for k, v in model.state_dict().items():
+        if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
+            packed[k] = v.detach().clone()
+    lo, hi = model.quality_range
+    default = model.default_quality if default_quality is None else float(default_quality)
+    if not lo <= default <= hi:  # type: ignore[operator]
+        raise ValueError(f"default quality {default} is outside [{lo:g}, {hi:g}]")
+    extra: Dict[str, Any] = {"metric": meta.get("metric", "mse")}
+    extra["steps"] = int(total_steps if total_steps is not None else meta.get("steps", 0))
+    name = f"{model.config.name}.pt.xz"
+    path = out_dir / name
+    write_packed(path, packed, config=model.config.to_dict(), **extra)
+    entry = {
+        "file": name,
+        "sha256": _sha256(path),
+        "variable_rate": True,
+        "quality_range": [lo, hi],
+        "lambdas": list(model.config.rate_lambdas or ()),
+        **extra,
+    }
+    manifest = {"models": [entry], "default_quality": default, **info}
+    return _write_manifest(out_dir, manifest)

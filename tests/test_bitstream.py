@@ -44,7 +44,7 @@ def make_stream(
         model_kind="dcae",
         model_name="small",
         model_digest=bytes(range(32)),
-        quality=0,
+        quality=None,
         width=width,
         height=height,
         channels=3,
@@ -72,6 +72,8 @@ def raw_shape(v) -> bytes:
 
     if v is None:
         return b"\x00"
+    if isinstance(v, float):
+        return b"\x06" + struct.pack(">d", v)
     if isinstance(v, int):
         return b"\x01" + uint(v)
     if isinstance(v, dict):
@@ -90,6 +92,7 @@ def raw_pack(
     policy_code=None,
     shape_bytes=None,
     num_strings=None,
+    v3_quality=0,
 ) -> bytes:
     """Pack following docs/guides/format.rst byte by byte, without validation
     (so that invalid fields can be written with a correct CRC)."""
@@ -98,7 +101,11 @@ def raw_pack(
     code = ("minimal", "official", "multiple").index(s.padding_policy)
     code = code if policy_code is None else policy_code
     out = MAGIC + bytes([version, flags, kind, len(name)]) + name + s.model_digest
-    out += struct.pack(">BHHBB", s.quality, s.width, s.height, s.channels, s.bit_depth)
+    if version >= 4:
+        quality = float("nan") if s.quality is None else s.quality
+        out += struct.pack(">dHHBB", quality, s.width, s.height, s.channels, s.bit_depth)
+    else:  # version 3: a one-byte index of an earlier dcae's shipped model
+        out += struct.pack(">BHHBB", v3_quality, s.width, s.height, s.channels, s.bit_depth)
     out += struct.pack(">BH4H", code, s.pad_multiple, *s.padding)
     shape = raw_shape(s.shape) if shape_bytes is None else shape_bytes
     out += struct.pack(">H", len(shape)) + shape
@@ -120,11 +127,11 @@ def test_layout_matches_documentation():
     data = pack(s)
     assert data == raw_pack(s)
     assert data[:9] == b"\x89DCAE\r\n\x1a\n"
-    assert data[9] == 3 == FORMAT_VERSION and data[10] == 0
+    assert data[9] == 4 == FORMAT_VERSION and data[10] == 0
     assert data[11] == 0 and data[12] == len("small")  # kind dcae, name length
     shape = raw_shape(s.shape)
     assert encode_shape(s.shape) == shape and len(shape) == 36
-    header = 9 + 4 + 5 + 32 + 7 + 11 + 2 + len(shape) + 1
+    header = 9 + 4 + 5 + 32 + 14 + 11 + 2 + len(shape) + 1
     assert len(data) == header + (4 + 8) + (4 + 2) + 4
     assert s.payload_bytes == 10
     assert unpack(data) == s
@@ -150,7 +157,7 @@ def test_user_codec_stream_round_trip():
 sides = st.integers(1, 3000)
 ints = st.integers(0, 300)
 shapes = st.recursive(
-    st.none() | ints,
+    st.none() | ints | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: (
         st.lists(children, max_size=4)
         | st.lists(children, max_size=4).map(tuple)
@@ -168,7 +175,7 @@ shapes = st.recursive(
     policy=st.sampled_from(["minimal", "official", "multiple"]),
     multiple=st.integers(1, 256),
     channels=st.sampled_from([1, 3]),
-    quality=st.integers(0, 255),
+    quality=st.none() | st.floats(allow_nan=False, allow_infinity=False),
     kind=st.sampled_from(["dcae", "compressai"]),
     name=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=255),
     shape=shapes,
@@ -266,10 +273,34 @@ def test_every_truncation_is_rejected():
             unpack(GOOD[:n])
 
 
+def test_quality_is_recorded_exactly():
+    y, z = latent_shapes(21, 37)
+    q = 2.0 / 3.0  # not a short decimal: stored as the exact float64
+    s = make_stream(quality=q, shape={"y": (96, *y), "hyper": z, "image": (21, 37), "quality": q})
+    data = pack(s)
+    assert data == raw_pack(s)
+    back = unpack(data)
+    assert back.quality == q and back.shape["quality"] == q
+    with pytest.raises(FormatError, match="differs from the shape"):
+        pack(dataclasses.replace(s, quality=0.5))
+    with pytest.raises(FormatError, match="finite"):
+        pack(dataclasses.replace(s, quality=float("inf"), shape=make_stream().shape))
+    nan_shape = raw_pack(s).replace(struct.pack(">d", q), struct.pack(">d", float("nan")))
+    with pytest.raises(FormatError, match="shape.*finite|not finite"):
+        unpack(reseal(nan_shape))
+
+
+def test_version_3_files_are_still_read():
+    s = make_stream()
+    back = unpack(raw_pack(s, version=3, v3_quality=3))
+    assert back.quality is None  # an earlier dcae's shipped-model index means nothing now
+    assert dataclasses.replace(back, quality=None) == s
+
+
 def test_unsupported_version_and_flags():
     s = make_stream()
-    with pytest.raises(FormatError, match="unsupported .dcae format version 4"):
-        unpack(raw_pack(s, version=4))
+    with pytest.raises(FormatError, match="unsupported .dcae format version 5"):
+        unpack(raw_pack(s, version=5))
     with pytest.raises(FormatError, match="format version 1 .*re-encode"):
         unpack(raw_pack(s, version=1))
     with pytest.raises(FormatError, match="flags"):
@@ -368,7 +399,9 @@ def test_shape_nodes_are_bounded():
 @pytest.mark.parametrize(
     "shape, message",
     [
-        (1.5, "float"),
+        (float("nan"), "not finite"),
+        (float("-inf"), "not finite"),
+        (1 + 2j, "complex"),
         ((1, True), "bool"),
         ({"y": torch.zeros(2)}, "Tensor"),
         ({1: 2}, "key"),

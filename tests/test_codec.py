@@ -18,8 +18,8 @@ from PIL import Image
 
 import dcae
 from dcae import codec, pretrained
-from dcae.bitstream import pack, unpack
-from dcae.codec import UnsupportedImageError, decode, encode
+from dcae.bitstream import model_fingerprint, pack, unpack
+from dcae.codec import UnsupportedImageError, decode, encode, resolve_model
 from dcae.errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 
 FUZZ_TIME_LIMIT_S = 60  # a hang guard, far above the ~0.05 s a small decode takes
@@ -197,8 +197,10 @@ def test_unreadable_files(small_model, tmp_path):
 def test_bad_arguments(small_model):
     with pytest.raises(ValueError, match="padding policy"):
         encode(random_image(4, 4), model=small_model, padding="reflect")
-    with pytest.raises(ValueError, match="at most one"):
+    with pytest.raises(ValueError, match="single rate"):
         encode(random_image(4, 4), model=small_model, quality=1)
+    with pytest.raises(ValueError, match="at most one"):
+        resolve_model(model=small_model, checkpoint="x.pt")
     with pytest.raises(TypeError):
         encode(12, model=small_model)  # type: ignore[arg-type]
 
@@ -231,21 +233,23 @@ def test_wrong_model_is_refused(small_model):
         decode(data, model=_other_model())
 
 
-def test_shipped_models_are_matched_by_digest(small_model, monkeypatch):
+def test_single_rate_shipped_models_are_matched_by_digest(small_model, monkeypatch):
+    # the layout dcae < 0.3 shipped: one single-rate model per quality
     other = _other_model()
     shipped = {1: other, 2: small_model}
+    monkeypatch.setattr(pretrained, "_variable_rate_entry", lambda: None)
     monkeypatch.setattr(pretrained, "available_qualities", lambda: sorted(shipped))
     monkeypatch.setattr(pretrained, "default_quality", lambda: 2)
     monkeypatch.setattr(pretrained, "shared_model", lambda q=None: shipped[q or 2])
     img = random_image(12, 12)
     data = encode(img)
-    assert unpack(data).quality == 2
-    assert unpack(encode(img, quality=1)).quality == 1
-    assert decode(data).size == (12, 12)  # default model: found by the quality hint
-    hint_wrong = pack(dataclasses.replace(unpack(data), quality=1))
-    assert decode(hint_wrong).size == (12, 12)  # found by the digest anyway
+    assert unpack(data).quality is None  # single-rate models record no quality
+    assert model_fingerprint(small_model) == unpack(data).model_digest
+    by_one = encode(img, quality=1)
+    assert unpack(by_one).model_digest == model_fingerprint(other)
+    assert decode(data).size == (12, 12) and decode(by_one).size == (12, 12)
     foreign = encode(img, model=_fresh_model(11))
-    with pytest.raises(ModelMismatchError, match="none of the shipped models"):
+    with pytest.raises(ModelMismatchError, match="not the model shipped"):
         decode(foreign)
 
 

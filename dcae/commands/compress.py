@@ -3,9 +3,10 @@
 ``IN`` is an image file (``OUT`` defaults to ``IN`` with the suffix
 ``.dcae``) or a directory (every image in it, not recursive; ``OUT`` is then
 a directory, default ``IN``).  Outputs are written atomically and never
-overwritten without ``--force``.  The model is a shipped one (``--quality``),
-a DCAE checkpoint, or any CompressAI model: ``--model module:Class|NAME
---checkpoint PATH``.
+overwritten without ``--force``.  The model is the shipped variable-rate one
+(``--quality`` any real number in its range, or ``--target-bpp B``), a DCAE
+checkpoint (``--quality`` too if it is variable-rate), or any CompressAI
+model: ``--model module:Class|NAME --checkpoint PATH``.
 """
 
 from __future__ import annotations
@@ -31,13 +32,25 @@ HELP = "compress images to .dcae files"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae compress``."""
     jobs.add_io_arguments(parser, "compress")
-    model = parser.add_mutually_exclusive_group()
-    model.add_argument(
+    parser.add_argument(
         "--checkpoint",
         type=Path,
         help="model checkpoint (DCAE: dcae or official layout; another codec: with --model)",
     )
-    model.add_argument("--quality", type=int, help="quality of the shipped model (1 = lowest)")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--quality",
+        type=float,
+        help="quality of a variable-rate model (the shipped one: any real number in its "
+        "range, 1 = lowest rate; default: the model's default)",
+    )
+    rate.add_argument(
+        "--target-bpp",
+        type=float,
+        metavar="B",
+        help="find the quality that codes each image at B bits per pixel (within 3%%, "
+        "a few encodes)",
+    )
     jobs.add_model_argument(parser)
     parser.add_argument(
         "--padding",
@@ -59,32 +72,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
-    from ..codec import encode, resolve_model
+    from ..codec import encode, find_quality, resolve_model
+    from ..errors import DCAEError
 
     pairs, is_dir = jobs.collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
     jobs.check_outputs(pairs, args.force, is_dir)
     max_pixels = args.max_pixels or None
+    shipped = args.checkpoint is None
     model, quality = resolve_model(
         quality=args.quality, checkpoint=args.checkpoint, name=args.model
     )
+    if args.target_bpp is not None and quality is None:
+        raise DCAEError("--target-bpp needs a variable-rate model; this one has a single rate")
     totals = {"bytes": 0, "pixels": 0}
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:
         t0 = time.perf_counter()
         img = open_image(src, max_pixels=max_pixels)
         options = {"padding": args.padding, "portable": args.portable, "max_pixels": max_pixels}
-        if quality:  # the shipped model (cached): the file records its quality
-            data = encode(img, quality=quality, **options)
+        given = None if shipped else model  # None: the shipped model, cached by encode
+        if args.target_bpp is not None:
+            q, data = find_quality(img, args.target_bpp, model=given, **options)
         else:
-            data = encode(img, model=model, **options)
+            q, data = quality, encode(img, model=given, quality=args.quality, **options)
         jobs.write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height
         totals["bytes"] += len(data)
         totals["pixels"] += pixels
         if not args.quiet:
+            at = "" if q is None else f"quality {q:.4g}, "
             print(
-                f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, "
+                f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, {at}"
                 f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
             )
 

@@ -238,12 +238,27 @@ class DCAEModel(SimpleVAECompressionModel):
 
     @property
     def default_quality(self) -> Optional[float]:
-        """The quality used when none is given: the middle of the range
-        (``None`` for a single-rate model)."""
+        """The quality ``forward``/``compress`` use when none is given
+        (``None`` for a single-rate model): the middle of the range unless set
+        on this instance (e.g. by :func:`dcae.pretrained.load_pretrained`, so
+        that CompressAI's tools, which call ``compress(x)``, code at it).  It
+        is not part of the weights or the model's digest."""
         if self.config.rate_lambdas is None:
             return None
+        if self._default_quality is not None:
+            return self._default_quality
         lo, hi = self.quality_range
         return (lo + hi) / 2
+
+    @default_quality.setter
+    def default_quality(self, quality: Optional[float]) -> None:
+        if quality is not None:
+            if self.config.rate_lambdas is None:
+                raise ValueError("this DCAE model has a single rate")
+            quality = self.check_quality(quality)
+        self._default_quality = quality
+
+    _default_quality: Optional[float] = None
 
     def check_quality(self, quality: Optional[float]) -> Optional[float]:
         """``quality`` as a float after checking it against this model
