@@ -141,3 +141,16 @@ def test_ddp_torchrun_gloo_two_processes(image_dir, tmp_path):
     assert isinstance(ckpt["rng"], list) and len(ckpt["rng"]) == 2  # one RNG state per rank
     assert not torch.equal(ckpt["rng"][0]["generator"], ckpt["rng"][1]["generator"])
     assert load_checkpoint(tmp_path / "ddp.pt").config.name == "small"
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_ms_ssim_loss_has_a_distortion_gradient(per_sample):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 176, 176)
+    x_hat = (x + 0.05 * torch.randn_like(x)).requires_grad_()
+    out = {"x_hat": x_hat, "likelihoods": {"y": torch.full((2, 4, 11, 11), 0.5)}}
+    lam = torch.tensor([3.0, 30.0]) if per_sample else None
+    terms = RateDistortionLoss(10.0, "ms-ssim")(out, x, lam)
+    terms["loss"].backward()
+    assert x_hat.grad is not None and float(x_hat.grad.abs().sum()) > 0
+    assert 0 < float(terms["ms_ssim"]) < 1

@@ -42,13 +42,18 @@ _K1, _K2 = 0.01, 0.03
 ArrayLike = Union[Sequence[float], np.ndarray]
 
 
-def _as_image_pair(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+def _as_image_pair(a: Tensor, b: Tensor, differentiable: bool = False) -> Tuple[Tensor, Tensor]:
+    """Both as tensors of one shape: float64 and detached (metrics), or as
+    given with their graph (``differentiable``, training losses)."""
     a = torch.as_tensor(a)
     b = torch.as_tensor(b)
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.numel() == 0:
         raise ValueError("empty images")
+    if differentiable:
+        dtype = torch.promote_types(a.dtype, torch.float32)
+        return a.to(dtype), b.to(dtype)
     return a.detach().to(torch.float64), b.detach().to(torch.float64)
 
 
@@ -126,9 +131,12 @@ def ms_ssim_per_sample(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
     Raises:
         ValueError: different shapes, wrong rank, images too small, NaNs.
     """
+    return _ms_ssim_values(*_as_image_pair(a, b, differentiable=True), data_range)
+
+
+def _ms_ssim_values(a: Tensor, b: Tensor, data_range: float) -> Tensor:
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
-    a, b = _as_image_pair(a, b)
     if a.dim() == 3:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
     if a.dim() != 4:
@@ -166,7 +174,7 @@ def ms_ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> float:
     :func:`ms_ssim_per_sample` for the arguments and errors (this is the mean
     of its values, as a float).
     """
-    return float(ms_ssim_per_sample(a, b, data_range).mean())
+    return float(_ms_ssim_values(*_as_image_pair(a, b), data_range).mean())
 
 
 def ms_ssim_db(value: Union[float, ArrayLike]) -> Union[float, np.ndarray]:
