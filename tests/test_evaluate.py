@@ -1,4 +1,5 @@
-"""dcae.eval.evaluate and ``dcae eval``: records, curves, BD table, anchors, end to end."""
+"""dcae.eval.evaluate and ``dcae eval``: records, curves, BD table, anchors, Pillow
+JPEG/WebP/AVIF sweeps, end to end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from PIL import Image
 
 from dcae import DCAEError, DCAEModel
 from dcae.cli import main
-from dcae.eval.evaluate import collect_images, evaluate_model, evaluate_pillow
+from dcae.eval import report as report_module
+from dcae.eval.evaluate import (
+    PILLOW_SETTINGS,
+    collect_images,
+    describe_pillow,
+    evaluate_model,
+    evaluate_pillow,
+    pillow_supports,
+    run_evaluation,
+)
 from dcae.eval.metrics import bd_rate, psnr
 from dcae.eval.report import (
     Curve,
@@ -30,6 +40,8 @@ SIZE = (176, 184)  # (h, w): the smallest sizes MS-SSIM accepts, plus a non-squa
 
 ANCHOR_RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
 ANCHOR_PSNR = [28.0, 30.5, 33.0, 35.5, 38.0]
+
+needs_avif = pytest.mark.skipif(not pillow_supports("AVIF"), reason="this Pillow has no AVIF")
 
 
 def _photo(seed: int, size=SIZE) -> np.ndarray:
@@ -120,6 +132,86 @@ def test_evaluate_pillow_measures_real_files(image_dir):
         evaluate_pillow(images, "gif", [50])
 
 
+@needs_avif
+def test_evaluate_pillow_avif(image_dir):
+    images = collect_images(image_dir)
+    recs = evaluate_pillow(images, "avif", [10, 50, 90])
+    assert [(r.point, r.image) for r in recs] == [
+        (f"q{q}", f"img{i}") for q in (10, 50, 90) for i in (0, 1)
+    ]
+    for image in ("img0", "img1"):
+        lo, mid, hi = (r for r in recs if r.image == image)
+        assert lo.n_bytes < mid.n_bytes < hi.n_bytes
+        assert lo.psnr < mid.psnr < hi.psnr
+        assert lo.ms_ssim < mid.ms_ssim < hi.ms_ssim < 1
+        assert (lo.width, lo.height) == (SIZE[1], SIZE[0])
+    # The reference settings (speed 4, one thread): the bytes of an independent
+    # encode, which decodes to an AVIF image of the original size.
+    with Image.open(images[0]) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="AVIF", quality=50, speed=4, max_threads=1)
+    assert recs[2].n_bytes == len(buf.getvalue())
+    with Image.open(io.BytesIO(buf.getvalue())) as dec:
+        assert dec.format == "AVIF" and dec.size == (SIZE[1], SIZE[0])
+    assert evaluate_pillow(images[:1], "AVIF", [0])[0].n_bytes > 0  # AVIF takes 0..100
+    with pytest.raises(ValueError, match="0..100"):
+        evaluate_pillow(images, "avif", [101])
+
+
+def test_pillow_settings_are_the_reference_and_described(image_dir):
+    assert PILLOW_SETTINGS["WEBP"] == {"method": 6}
+    assert PILLOW_SETTINGS["AVIF"]["speed"] == 4
+    images = collect_images(image_dir)[:1]
+    with Image.open(images[0]) as img:
+        rgb = img.convert("RGB")
+    sizes = {}
+    for method in (4, 6):
+        buf = io.BytesIO()
+        rgb.save(buf, format="WEBP", quality=50, method=method)
+        sizes[method] = len(buf.getvalue())
+    assert sizes[4] != sizes[6]
+    assert evaluate_pillow(images, "webp", [50])[0].n_bytes == sizes[6]
+    assert evaluate_pillow(images, "webp", [50], options={"method": 4})[0].n_bytes == sizes[4]
+    webp = describe_pillow("WEBP")
+    assert webp.startswith("Pillow ") and "libwebp" in webp and "method=6" in webp
+    assert "method=4" in describe_pillow("WEBP", {"method": 4})
+    avif = describe_pillow("AVIF")
+    assert "libavif" in avif and "speed=4" in avif and "max_threads=1" in avif
+    assert "4:2:0" in describe_pillow("JPEG")
+
+
+def test_no_avif_in_this_pillow_skips_the_sweep(
+    image_dir, checkpoint, monkeypatch, tmp_path, capsys
+):
+    from PIL import features
+
+    check = features.check
+    monkeypatch.setattr(features, "check", lambda name: name != "avif" and check(name))
+    assert not pillow_supports("AVIF") and pillow_supports("JPEG")
+    images = collect_images(image_dir, limit=1)
+    with pytest.raises(DCAEError, match="without AVIF support"):
+        evaluate_pillow(images, "AVIF", [50])
+    # In Python: a warning and a line in the summary; the other codecs run.
+    with pytest.warns(UserWarning, match="skipping the AVIF sweep"):
+        report = run_evaluation(
+            image_dir, tmp_path / "lib", [], jpeg_qualities=[50], avif_qualities=[50],
+            limit=1, plot=False,
+        )  # fmt: skip
+    assert [c.name for c in report.curves] == ["JPEG (Pillow)"]
+    assert "- not run: Pillow" in report.files["summary"].read_text()
+    # On the command line: one line on stderr, the report as usual, no AVIF.
+    out = tmp_path / "cli"
+    argv = [
+        "eval", str(image_dir), "-o", str(out), "--checkpoint", str(checkpoint),
+        "--jpeg-qualities", "50", "--webp-qualities", "none", "--no-anchors", "--no-plot",
+        "--limit", "1", "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "AVIF" in line]
+    assert len(said) == 1 and "no AVIF support" in said[0] and "skipping" in said[0]
+    assert (out / "jpeg-pillow.json").is_file() and not (out / "avif-pillow.json").exists()
+
+
 def test_evaluate_model_counts_every_string(image_dir, small_model):
     images = collect_images(image_dir)[:1]
     [rec] = evaluate_model(small_model, images, "dcae", "q1", estimate_rate=True)
@@ -201,6 +293,21 @@ def test_bd_table_known_answer():
         assert "| anchor |" in md and "-20.00 %" in md and "n/a" in md and "at least 4" in md
 
 
+@needs_avif
+def test_bd_table_against_measured_avif(image_dir):
+    images = collect_images(image_dir)
+    avif = mean_curve(evaluate_pillow(images, "AVIF", [10, 30, 50, 70]), "AVIF (Pillow)")
+    jpeg = mean_curve(evaluate_pillow(images, "JPEG", [20, 40, 60, 80]), "JPEG (Pillow)")
+    # a test curve that needs a fifth fewer bits than AVIF at each measured point
+    test = Curve("dcae", [0.8 * b for b in avif.bpp], avif.psnr, avif.ms_ssim)
+    rows = bd_table([test], [jpeg, avif])
+    assert [r.anchor for r in rows] == ["JPEG (Pillow)", "AVIF (Pillow)"]
+    assert rows[1].anchor_source == "this run"
+    assert rows[1].bd_rate_psnr == pytest.approx(-20.0, abs=1e-6)
+    assert rows[1].bd_rate_ms_ssim == pytest.approx(-20.0, abs=1e-6)
+    assert "| AVIF (Pillow) | this run | -20.00 % |" in format_bd_markdown(rows)
+
+
 def test_load_anchors(anchors_dir):
     curves = {c.name: c for c in load_anchors(anchors_dir, "kodak")}
     assert set(curves) == {"DCAE (paper)", "DCAE MS-SSIM models (paper)", "VTM"}
@@ -231,18 +338,29 @@ def test_load_real_anchors():
 # ---------------------------------------------------------------- end to end
 
 
-def test_dcae_eval_end_to_end(image_dir, checkpoint, anchors_dir, tmp_path, capsys):
+def test_dcae_eval_end_to_end(image_dir, checkpoint, anchors_dir, tmp_path, capsys, monkeypatch):
+    figures = []
+
+    def rd_figure(*args, **kwargs):
+        figures.append(real_rd_figure(*args, **kwargs))
+        return figures[-1]
+
+    real_rd_figure = report_module.rd_figure
+    monkeypatch.setattr(report_module, "rd_figure", rd_figure)
+    avif = pillow_supports("AVIF")
     out = tmp_path / "report"
     argv = [
         "eval", str(image_dir), "-o", str(out), "--checkpoint", str(checkpoint),
         "--jpeg-qualities", "20,50,80", "--webp-qualities", "30,70",
-        "--anchors", str(anchors_dir), "--quiet",
+        "--avif-qualities", "10,40,70", "--anchors", str(anchors_dir), "--quiet",
     ]  # fmt: skip
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert "Bjontegaard" in stdout and "JPEG (Pillow)" in stdout
 
     expected_points = {"dcae.json": 1, "jpeg-pillow.json": 3, "webp-pillow.json": 2}
+    if avif:
+        expected_points["avif-pillow.json"] = 3
     for name, n in expected_points.items():
         data = json.loads((out / name).read_text())
         assert set(data) >= {"name", "description", "results"}
@@ -252,34 +370,62 @@ def test_dcae_eval_end_to_end(image_dir, checkpoint, anchors_dir, tmp_path, caps
         assert results["bpp"] == sorted(results["bpp"])
         assert all(0 < v < 1 for v in results["ms-ssim-rgb"])
 
+    # the encoder settings are in the results and the summary
+    settings = {
+        "webp-pillow.json": "method=6",
+        "avif-pillow.json": "speed=4",
+        "jpeg-pillow.json": "4:2:0",
+    }
+    summary = (out / "summary.md").read_text()
+    assert "## Codecs" in summary
+    for name, setting in settings.items():
+        if name in expected_points:
+            description = json.loads((out / name).read_text())["description"]
+            assert setting in description and description in summary
+
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * (1 + 3 + 2)
+    assert len(rows) == 2 * sum(expected_points.values())
     dcae_rows = [r for r in rows if r["codec"] == "dcae"]
     assert {r["image"] for r in dcae_rows} == {"img0", "img1"}
     assert all(r["point"] == "tiny" and int(r["bytes"]) > 0 for r in dcae_rows)
 
+    measured = ["JPEG (Pillow)", "WebP (Pillow)"] + (["AVIF (Pillow)"] if avif else [])
     bd = (out / "bd_rate.md").read_text()
-    for anchor in ("JPEG (Pillow)", "WebP (Pillow)", "DCAE (paper)", "VTM"):
+    for anchor in (*measured, "DCAE (paper)", "VTM"):
         assert f"| {anchor} |" in bd
-    assert json.loads((out / "bd_rate.json").read_text())["method"] == "cubic"
-    assert (out / "summary.md").is_file()
+    bd_json = json.loads((out / "bd_rate.json").read_text())
+    assert bd_json["method"] == "cubic"
+    rows = [r for r in bd_json["rows"] if r["test"] == "dcae"]
+    assert [r["anchor"] for r in rows[: len(measured)]] == measured
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         assert not (out / "rd.png").exists()
     else:
         assert (out / "rd.png").stat().st_size > 1000
+        # every measured curve is a line of both panels, with its own data
+        [fig] = figures
+        for ax in fig.axes:
+            lines = {line.get_label(): line for line in ax.get_lines()}
+            assert {"dcae", *measured} <= set(lines)
+            assert set(ax.get_legend_handles_labels()[1]) == set(lines)
+        if avif:
+            curve = json.loads((out / "avif-pillow.json").read_text())["results"]
+            line = {line.get_label(): line for line in fig.axes[0].get_lines()}["AVIF (Pillow)"]
+            np.testing.assert_allclose(line.get_xdata(), curve["bpp"])
+            np.testing.assert_allclose(line.get_ydata(), curve["psnr-rgb"])
 
     # --no-plot, --limit, no anchors, no WebP: fewer outputs
     out2 = tmp_path / "report2"
     argv2 = [
         "eval", str(image_dir), "-o", str(out2), "--checkpoint", str(checkpoint),
-        "--jpeg-qualities", "50", "--webp-qualities", "none", "--no-anchors", "--no-plot",
-        "--limit", "1", "--quiet",
+        "--jpeg-qualities", "50", "--webp-qualities", "none", "--avif-qualities", "none",
+        "--no-anchors", "--no-plot", "--limit", "1", "--quiet",
     ]  # fmt: skip
     assert main(argv2) == 0
     assert not (out2 / "rd.png").exists() and not (out2 / "webp-pillow.json").exists()
+    assert not (out2 / "avif-pillow.json").exists()
     with open(out2 / "per_image.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
 
@@ -297,14 +443,25 @@ def test_dcae_eval_uses_shipped_models(image_dir, small_model, monkeypatch, tmp_
     monkeypatch.setattr(pretrained, "load_pretrained", fake_load)
     argv = [
         "eval", str(image_dir), "-o", str(tmp_path), "--jpeg-qualities", "none",
-        "--webp-qualities", "none", "--no-anchors", "--no-plot", "--limit", "1",
-        "--qualities", "2", "--quiet",
+        "--webp-qualities", "none", "--avif-qualities", "none", "--no-anchors", "--no-plot",
+        "--limit", "1", "--quiet",
     ]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--qualities", "2"]) == 0
     assert loaded == [2]
     data = json.loads((tmp_path / "dcae.json").read_text())
     assert data["points"] == ["q2"] and len(data["results"]["bpp"]) == 1
-    assert main([*argv[:-3], "--qualities", "3", "--quiet"]) == 1  # not shipped
+    # Real qualities in the shipped range, passed on as given (variable-rate model).
+    loaded.clear()
+    assert main([*argv, "--qualities", "1.25"]) == 0
+    assert loaded == [1.25] and isinstance(loaded[0], float)
+    assert json.loads((tmp_path / "dcae.json").read_text())["points"] == ["q1.25"]
+    loaded.clear()
+    assert main([*argv, "--qualities", "3"]) == 1  # outside the shipped range
+    assert main([*argv, "--qualities", "0.5"]) == 1
+    assert loaded == []
+    for bad in ("nan", "a", "1,inf"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--qualities", bad])
 
 
 def test_dcae_eval_errors(image_dir, checkpoint, monkeypatch, tmp_path, capsys):

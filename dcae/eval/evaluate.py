@@ -1,10 +1,10 @@
-"""Rate-distortion evaluation: dcae models, Pillow JPEG/WebP and published anchors.
+"""Rate-distortion evaluation: dcae models, Pillow JPEG/WebP/AVIF and published anchors.
 
 The engine behind ``dcae eval``::
 
     images ──► dcae model(s): compress ─► bytes ─► decompress ──┐
        │                                                        ├─► per-image records
-       └────► Pillow JPEG / WebP: save ─► bytes ─► open ────────┘        │ mean per point
+       └────► Pillow JPEG / WebP / AVIF: save ─► bytes ─► open ─┘        │ mean per point
                                                                          ▼
     anchors/ (CompressAI JSON, paper RD data) ────────────────────►  RD curves
                                                                          │
@@ -26,6 +26,7 @@ import io
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL import __version__ as PIL_VERSION
 from torch import Tensor
 
 from ..errors import DCAEError
@@ -56,15 +58,32 @@ from .report import (
 __all__ = [
     "EvaluationReport",
     "IMAGE_SUFFIXES",
+    "PILLOW_SETTINGS",
     "collect_images",
+    "describe_pillow",
     "evaluate_model",
     "evaluate_pillow",
+    "pillow_supports",
     "run_evaluation",
 ]
 
 _MIN_SIDE = 161  # MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
 
 Log = Callable[[str], None]
+
+#: Pillow ``save`` options of each format besides ``quality`` (the reference
+#: settings of issue #12): JPEG with Pillow's defaults (4:2:0 chroma
+#: subsampling, baseline), WebP lossy at its slowest and best ``method=6``,
+#: AVIF at libavif ``speed=4`` (4:2:0) on one thread (the encoder's output
+#: depends on its thread count).
+PILLOW_SETTINGS: Dict[str, Dict[str, Any]] = {
+    "JPEG": {},
+    "WEBP": {"method": 6},
+    "AVIF": {"speed": 4, "max_threads": 1},
+}
+_FEATURES = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
+_NAMES = {"JPEG": "JPEG (Pillow)", "WEBP": "WebP (Pillow)", "AVIF": "AVIF (Pillow)"}
+_MIN_QUALITY = {"JPEG": 1, "WEBP": 1, "AVIF": 0}
 
 
 def _silent(_: str) -> None:
@@ -227,25 +246,86 @@ def _evaluate(
     return records
 
 
+def pillow_supports(fmt: str) -> bool:
+    """Whether this Pillow can write and read ``fmt`` (``"JPEG"``, ``"WEBP"``
+    or ``"AVIF"``; AVIF needs Pillow >= 11.2 built with libavif)."""
+    from PIL import features
+
+    try:
+        return bool(features.check(_FEATURES[fmt.upper()]))
+    except (KeyError, ValueError):  # unknown format, or a Pillow that knows no such feature
+        return False
+
+
+def describe_pillow(fmt: str, options: Optional[Dict[str, Any]] = None) -> str:
+    """One line naming the Pillow and library versions and the encoder settings
+    of ``fmt`` with ``options`` (default :data:`PILLOW_SETTINGS`), e.g.
+    ``"Pillow 13.0.0 AVIF (libavif 1.4.2, aom 3.14.1): speed=4, max_threads=1,
+    4:2:0"``."""
+    from PIL import features
+
+    fmt = fmt.upper()
+    options = PILLOW_SETTINGS[fmt] if options is None else options
+    lib = {"JPEG": "libjpeg", "WEBP": "libwebp", "AVIF": "libavif"}[fmt]
+    try:
+        version = features.version(_FEATURES[fmt])
+        if fmt == "JPEG" and features.check_feature("libjpeg_turbo"):
+            lib, version = "libjpeg-turbo", features.version_feature("libjpeg_turbo")
+    except ValueError:  # a Pillow that knows no such feature
+        version = None
+    libs = [f"{lib} {version or '?'}"]
+    if fmt == "AVIF":
+        libs += _avif_encoders()
+    settings = [f"{k}={v}" for k, v in options.items()]
+    if fmt == "WEBP":
+        settings.insert(0, "lossy")
+    if "subsampling" not in options:
+        settings.append("4:2:0")
+    if fmt == "JPEG":
+        settings.append("baseline (Pillow defaults)")
+    return f"Pillow {PIL_VERSION} {fmt} ({', '.join(libs)}): {', '.join(settings)}"
+
+
+def _avif_encoders() -> List[str]:
+    """The AV1 encoders libavif was built with, e.g. ``["aom 3.14.1"]``."""
+    try:
+        from PIL import _avif
+
+        versions = _avif.codec_versions()  # "dav1d [dec]:1.5.3, aom [enc]:3.14.1"
+    except (ImportError, AttributeError):
+        return []
+    return [
+        part.replace(" [enc]:", " ").strip()
+        for part in str(versions).split(",")
+        if "[enc]" in part
+    ]
+
+
 def evaluate_pillow(
     images: Sequence[Path],
     fmt: str,
     qualities: Iterable[int],
     log: Log = _silent,
+    options: Optional[Dict[str, Any]] = None,
 ) -> List[ImageRecord]:
     """Encode and decode each image with Pillow at each quality.
 
-    Pillow's defaults otherwise (JPEG: 4:2:0 chroma subsampling, baseline;
-    WebP: lossy, ``method=4``).
-
     Args:
         images: image files.
-        fmt: ``"JPEG"`` or ``"WEBP"``.
-        qualities: Pillow ``quality`` values (1..100).
+        fmt: ``"JPEG"``, ``"WEBP"`` or ``"AVIF"``.
+        qualities: Pillow ``quality`` values (1..100; AVIF 0..100).
         log: progress callback.
+        options: further ``Image.save`` options; default
+            :data:`PILLOW_SETTINGS` (:func:`describe_pillow` writes them out).
+
+    Raises:
+        DCAEError: this Pillow cannot write ``fmt`` (:func:`pillow_supports`).
     """
     fmt = fmt.upper()
     qualities = _check_qualities(fmt, qualities)
+    if not pillow_supports(fmt):
+        raise DCAEError(f"Pillow {PIL_VERSION} was built without {fmt} support")
+    options = PILLOW_SETTINGS[fmt] if options is None else options
     codec = _pillow_name(fmt)
     pixels = [_read_rgb(p) for p in images]
     records = []
@@ -254,13 +334,18 @@ def evaluate_pillow(
             img = Image.fromarray(rgb)
             buf = io.BytesIO()
             t0 = time.perf_counter()
-            img.save(buf, format=fmt, quality=int(q))
+            img.save(buf, format=fmt, quality=int(q), **options)
             t1 = time.perf_counter()
             data = buf.getvalue()
             with Image.open(io.BytesIO(data)) as dec:
                 rec_rgb = np.array(dec.convert("RGB"))
             t2 = time.perf_counter()
             h, w = rgb.shape[:2]
+            if rec_rgb.shape != rgb.shape:
+                raise DCAEError(
+                    f"{fmt} quality {q} decoded {path.name} ({w}x{h}) to "
+                    f"{rec_rgb.shape[1]}x{rec_rgb.shape[0]}"
+                )
             p, m = _quality(_to_tensor(rgb), _to_tensor(rec_rgb))
             rec = ImageRecord(
                 codec, f"q{q}", path.stem, w, h, len(data), bpp_from_bytes(len(data), h * w),
@@ -272,17 +357,18 @@ def evaluate_pillow(
 
 
 def _check_qualities(fmt: str, qualities: Iterable[int]) -> List[int]:
-    if fmt not in ("JPEG", "WEBP"):
-        raise ValueError(f"unsupported format {fmt!r}; use JPEG or WEBP")
+    if fmt not in _NAMES:
+        raise ValueError(f"unsupported format {fmt!r}; use JPEG, WEBP or AVIF")
     qualities = [int(q) for q in qualities]
+    lo = _MIN_QUALITY[fmt]
     for q in qualities:
-        if not 1 <= q <= 100:
-            raise ValueError(f"{fmt} quality must be in 1..100, got {q}")
+        if not lo <= q <= 100:
+            raise ValueError(f"{fmt} quality must be in {lo}..100, got {q}")
     return qualities
 
 
 def _pillow_name(fmt: str) -> str:
-    return {"JPEG": "JPEG (Pillow)", "WEBP": "WebP (Pillow)"}[fmt]
+    return _NAMES[fmt]
 
 
 def _progress_line(rec: ImageRecord, i: int, n: int) -> str:
@@ -305,6 +391,9 @@ def run_evaluation(
     name: str = "dcae",
     jpeg_qualities: Sequence[int] = (),
     webp_qualities: Sequence[int] = (),
+    avif_qualities: Sequence[int] = (),
+    webp_method: int = 6,
+    avif_speed: int = 4,
     anchors_dir: Optional[Union[str, os.PathLike]] = None,
     anchor_dataset: str = "kodak",
     method: str = "cubic",
@@ -314,11 +403,15 @@ def run_evaluation(
     estimate_rate: bool = False,
     log: Log = _silent,
 ) -> EvaluationReport:
-    """Evaluate dcae rate points, Pillow JPEG/WebP and anchors; write the report.
+    """Evaluate dcae rate points, Pillow JPEG/WebP/AVIF and anchors; write the report.
 
     Writes to ``output``: ``<codec>.json`` per codec (CompressAI results
-    format), ``per_image.csv``, ``bd_rate.md`` and ``bd_rate.json``,
-    ``summary.md`` (means per point and BD table) and ``rd.png``.
+    format, the encoder settings in ``description``), ``per_image.csv``,
+    ``bd_rate.md`` and ``bd_rate.json``, ``summary.md`` (codec settings,
+    means per point and BD table) and ``rd.png``.
+
+    A format this Pillow cannot write (AVIF before Pillow 11.2, or a build
+    without libavif) is skipped with a warning and a line in ``summary.md``.
 
     Args:
         image_dir: folder of images (e.g. the 24 Kodak images).
@@ -329,6 +422,9 @@ def run_evaluation(
         name: name of the dcae curve.
         jpeg_qualities: Pillow JPEG qualities (empty: no JPEG).
         webp_qualities: Pillow WebP qualities (empty: no WebP).
+        avif_qualities: Pillow AVIF qualities (empty: no AVIF).
+        webp_method: WebP ``method`` (0 fastest .. 6 best).
+        avif_speed: AVIF ``speed`` (0 slowest and best .. 10 fastest).
         anchors_dir: published anchors (see :func:`load_anchors`); ``None``:
             none.
         anchor_dataset: which dataset's anchors to use.
@@ -341,8 +437,17 @@ def run_evaluation(
     """
     if method not in ("cubic", "pchip"):
         raise ValueError(f"method must be 'cubic' or 'pchip', got {method!r}")
-    _check_qualities("JPEG", jpeg_qualities)
-    _check_qualities("WEBP", webp_qualities)
+    if webp_method not in range(7):
+        raise ValueError(f"webp_method must be in 0..6, got {webp_method!r}")
+    if avif_speed not in range(11):
+        raise ValueError(f"avif_speed must be in 0..10, got {avif_speed!r}")
+    sweeps = (
+        ("JPEG", jpeg_qualities, PILLOW_SETTINGS["JPEG"]),
+        ("WEBP", webp_qualities, {**PILLOW_SETTINGS["WEBP"], "method": webp_method}),
+        ("AVIF", avif_qualities, {**PILLOW_SETTINGS["AVIF"], "speed": avif_speed}),
+    )
+    for fmt, qualities, _ in sweeps:
+        _check_qualities(fmt, qualities)
     images = collect_images(image_dir, limit)
     for p in images:  # fail early on unreadable or too small images
         _read_rgb(p)
@@ -361,14 +466,18 @@ def run_evaluation(
             del model
         records += dcae_records
         curves.append(mean_curve(dcae_records, name, f"{name}: real entropy coding"))
-    from PIL import __version__ as pil_version
-
-    for fmt, qualities in (("JPEG", jpeg_qualities), ("WEBP", webp_qualities)):
-        if qualities:
-            recs = evaluate_pillow(images, fmt, qualities, log)
-            records += recs
-            desc = f"Pillow {pil_version} {fmt}, default settings"
-            curves.append(mean_curve(recs, _pillow_name(fmt), desc))
+    skipped = []
+    for fmt, qualities, options in sweeps:
+        if not qualities:
+            continue
+        if not pillow_supports(fmt):
+            msg = f"Pillow {PIL_VERSION} was built without {fmt} support; skipping the {fmt} sweep"
+            warnings.warn(msg, stacklevel=2)
+            skipped.append(msg)
+            continue
+        recs = evaluate_pillow(images, fmt, qualities, log, options)
+        records += recs
+        curves.append(mean_curve(recs, _pillow_name(fmt), describe_pillow(fmt, options)))
 
     files: Dict[str, Path] = {}
     for c in curves:
@@ -388,9 +497,12 @@ def run_evaluation(
     files["bd_json"].write_text(
         json.dumps({"method": method, "rows": [r.__dict__ for r in bd]}, indent=2) + "\n"
     )
+    codecs = [f"- **{c.name}**: {c.description}" for c in curves]
+    codecs += [f"- not run: {msg}" for msg in skipped]
     summary = (
         f"# Evaluation on {len(images)} images of {image_dir}\n\n"
-        f"## Means per rate point\n\n{format_summary_markdown(curves, records)}\n"
+        + ("## Codecs\n\n" + "\n".join(codecs) + "\n\n" if codecs else "")
+        + f"## Means per rate point\n\n{format_summary_markdown(curves, records)}\n"
         f"## Bjontegaard deltas\n\n{bd_md}"
     )
     files["summary"] = out / "summary.md"

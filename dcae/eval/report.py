@@ -35,6 +35,7 @@ __all__ = [
     "load_anchors",
     "mean_curve",
     "plot_rd",
+    "rd_figure",
     "write_per_image_csv",
 ]
 
@@ -380,21 +381,34 @@ def plot_rd(
     path: Union[str, os.PathLike],
     title: str = "",
 ) -> bool:
-    """Write a PSNR / MS-SSIM (dB) versus bpp plot of ``curves`` (solid,
-    measured) and ``anchors`` (dashed, published) to ``path``.
-
-    The rate axis stops at twice the largest rate of the first curve (at
-    least 1 bpp) so that long JPEG/anchor tails do not squash it.
+    """Write :func:`rd_figure` of ``curves`` and ``anchors`` to ``path``.
 
     Returns:
         ``False`` (with a warning) if matplotlib is not installed.
     """
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = rd_figure(curves, anchors, title)
     except ImportError:
         warnings.warn("matplotlib is not installed; skipping the RD plot", stacklevel=2)
         return False
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def rd_figure(curves: Sequence[Curve], anchors: Sequence[Curve], title: str = "") -> Any:
+    """A matplotlib ``Figure``: PSNR and MS-SSIM (dB) versus bpp of ``curves``
+    (solid, measured) and ``anchors`` (dashed, published), one line per curve
+    labelled with its name.
+
+    The rate axis stops at twice the largest rate of the first curve (at
+    least 1 bpp) so that long JPEG/AVIF/anchor tails do not squash it.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 5), constrained_layout=True)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
@@ -419,5 +433,4 @@ def plot_rd(
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
-    return True
+    return fig
