@@ -1,6 +1,7 @@
 """Compress an image with DCAE and decompress it again.
 
-Uses the model shipped with dcae when there is one (``--quality``), a
+Uses the model shipped with dcae when there is one (``--quality``, any real
+number in its range), a
 checkpoint of any layout (``--checkpoint``: dcae, the authors' official files
 or CompressAI's port), or else an untrained ``small`` model (the bits are
 real, the picture is not: train one with ``dcae train``)::
@@ -25,7 +26,7 @@ from dcae.pretrained import available_qualities, load_pretrained
 from dcae.zoo import load_model
 
 
-def get_model(checkpoint: Optional[Path], quality: Optional[int]) -> dcae.DCAEModel:
+def get_model(checkpoint: Optional[Path], quality: Optional[float]) -> dcae.DCAEModel:
     """The model to use: a checkpoint, the shipped weights, or an untrained one."""
     if checkpoint is not None:
         return load_model(checkpoint)
@@ -44,14 +45,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("image", type=Path)
     p.add_argument("--checkpoint", type=Path, help="checkpoint in any layout")
-    p.add_argument("--quality", type=int, help="quality of the shipped model")
+    p.add_argument(
+        "--quality", type=float, help="quality of the shipped model (any real number in its range)"
+    )
     p.add_argument("--out", type=Path, help="write the reconstruction here")
     args = p.parse_args(argv)
 
     model = get_model(args.checkpoint, args.quality)
     x = to_tensor(Image.open(args.image).convert("RGB")).unsqueeze(0)
 
-    enc = model.compress(x)  # any size: the image shape is part of enc["shape"]
+    # any size; a variable-rate model codes at its default quality (load_pretrained's
+    # quality), recorded in enc["shape"] with the image size
+    enc = model.compress(x)
     x_hat = model.decompress(enc["strings"], enc["shape"])["x_hat"]
 
     num_bytes = sum(len(s) for strings in enc["strings"] for s in strings)

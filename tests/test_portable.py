@@ -195,3 +195,26 @@ def test_cli_compress_portable(tmp_path, model):
     assert dcae.codec.read_stream(out).portable
     assert main(["decompress", str(out), "-o", str(tmp_path / "out.png"), "-q"]) == 0
     assert Image.open(tmp_path / "out.png").size == (96, 64)
+
+
+@pytest.mark.parametrize(
+    "channels, kernel, padding, dilation", [(64, 3, 1, 1), (8, 5, 2, 1), (4, 3, 2, 2)]
+)
+def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, dilation):
+    from dcae.nn.slice_coders import _DepthwiseConv64, float64_copy
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(
+        channels, channels, kernel, padding=padding, dilation=dilation, groups=channels
+    )
+    net = float64_copy(torch.nn.Sequential(conv))
+    assert isinstance(net[0], _DepthwiseConv64)
+    x = torch.randn(2, channels, 13, 19, dtype=torch.float64)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv2d(
+            x, conv.weight.double(), conv.bias.double(), padding=padding,
+            dilation=dilation, groups=channels,
+        )  # fmt: skip
+        torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-13)
+    strided = torch.nn.Conv2d(4, 4, 3, stride=2, groups=4)
+    assert not _DepthwiseConv64.handles(strided)  # left to conv2d

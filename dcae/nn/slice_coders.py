@@ -45,6 +45,7 @@ import zlib
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor, nn
 
@@ -121,7 +122,57 @@ def float64_copy(module: nn.Module) -> nn.Module:
             for attr, sub in list(child._modules.items()):
                 if sub is not None and hasattr(sub, "_orig_mod"):
                     child._modules[attr] = sub._orig_mod
-        return copied.to(torch.float64)
+        copied = copied.to(torch.float64)
+        for child in list(copied.modules()):
+            for attr, sub in list(child._modules.items()):
+                if _DepthwiseConv64.handles(sub):
+                    child._modules[attr] = _DepthwiseConv64(sub)  # type: ignore[arg-type]
+        return copied
+
+
+class _DepthwiseConv64(nn.Module):
+    """A depthwise ``Conv2d`` (``groups == in == out channels``, stride 1,
+    zero padding) as ``k*k`` shifted multiply-adds in a fixed order.
+
+    Float64 convolutions on CPU have no oneDNN kernel; PyTorch's fallback runs
+    a grouped convolution as one small matrix product per group (64 or 128
+    calls per layer), which made these layers most of the portable mode's
+    cost.  Element-wise products and sums in a fixed order are also
+    independent of threads and kernels by construction."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels = self.out_channels = conv.in_channels
+        self.kernel = conv.kernel_size
+        self.padding = conv.padding
+        self.dilation = conv.dilation
+
+    @staticmethod
+    def handles(m: Optional[nn.Module]) -> bool:
+        return (
+            type(m) is nn.Conv2d
+            and m.groups == m.in_channels == m.out_channels
+            and m.stride == (1, 1)
+            and m.padding_mode == "zeros"
+            and isinstance(m.padding, tuple)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel, self.padding, self.dilation
+        h = x.shape[-2] + 2 * ph - dh * (kh - 1)
+        w = x.shape[-1] + 2 * pw - dw * (kw - 1)
+        xp = F.pad(x, (pw, pw, ph, ph))
+        weight = self.weight[:, 0]
+        out = x.new_zeros(x.shape[0], x.shape[1], h, w)
+        for i in range(kh):
+            for j in range(kw):
+                tap = weight[:, i, j].view(1, -1, 1, 1)
+                out += xp[:, :, i * dh : i * dh + h, j * dw : j * dw + w] * tap
+        if self.bias is not None:
+            out += self.bias.view(1, -1, 1, 1)
+        return out
 
 
 def _eager(module: nn.Module) -> nn.Module:
