@@ -154,3 +154,27 @@ def test_ms_ssim_loss_has_a_distortion_gradient(per_sample):
     terms["loss"].backward()
     assert x_hat.grad is not None and float(x_hat.grad.abs().sum()) > 0
     assert 0 < float(terms["ms_ssim"]) < 1
+
+
+def test_variable_rate_run_resumes_exactly_and_keeps_the_best(image_dir, tmp_path):
+    single = tmp_path / "single.pt"
+    train(_cfg(image_dir, tmp_path / "s", steps=1, export=str(single)))
+    kw = dict(preset="small-vr", init=str(single), lmbda=0.0067, bf16=True, keep_best=True)
+    full = train(_cfg(image_dir, tmp_path / "full", **kw))
+    train(_cfg(image_dir, tmp_path / "part", steps=2, **kw))
+    resumed = train(
+        _cfg(image_dir, tmp_path / "part", resume=str(tmp_path / "part" / "checkpoint.pt"), **kw)
+    )
+    assert resumed.variable_rate
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    val = list(csv.DictReader(open(tmp_path / "full" / "val.csv")))
+    assert [r["quality"] for r in val[:9]] == [str(q) for q in range(1, 9)] + [""]
+    rates = [float(r["bpp"]) for r in val[:8]]
+    assert rates == sorted(rates)  # the rate points' gains order the rates
+    summary = [r for r in val if r["quality"] == ""]
+    losses = [float(r["loss"]) for r in summary]
+    best = load_checkpoint(tmp_path / "full" / "best.pt")
+    assert best.variable_rate and best.transform_dtype is None  # exported without fast mode
+    ckpt = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    assert ckpt["best"] == pytest.approx(min(losses), rel=1e-4)  # the CSV has 5 decimals
