@@ -394,12 +394,19 @@ def model_fingerprint(model: nn.Module) -> bytes:
     state-dict entry in key order (key, dtype, shape, little-endian bytes).
     The digest is cached on the model and recomputed when any tensor changes
     (storage or in-place version counter), so it stays valid after training
-    steps, ``load_state_dict`` or ``update()``.
+    steps, ``load_state_dict`` or ``update()``; a model whose tensors were made
+    under ``torch.inference_mode()`` (no version counters) is hashed on every
+    call.
     """
     sd = model.state_dict()
-    key = tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in sd.items())
+    try:
+        key: Optional[tuple] = tuple(
+            (k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in sd.items()
+        )
+    except RuntimeError:  # inference-mode tensors have no version counter: no cache
+        key = None
     cached = getattr(model, "_dcae_fingerprint", None)
-    if cached is not None and cached[0] == key:
+    if key is not None and cached is not None and cached[0] == key:
         return cached[1]
     h = hashlib.sha256(b"dcae-fingerprint-v1\0")
     config = getattr(model, "config", None)
@@ -410,7 +417,8 @@ def model_fingerprint(model: nn.Module) -> bytes:
         h.update(f"\0{k}\0{v.dtype}\0{tuple(v.shape)}\0".encode())
         h.update(_tensor_bytes(v))
     digest = h.digest()
-    object.__setattr__(model, "_dcae_fingerprint", (key, digest))
+    if key is not None:
+        object.__setattr__(model, "_dcae_fingerprint", (key, digest))
     return digest
 
 
