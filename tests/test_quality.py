@@ -245,3 +245,21 @@ def test_shipped_model_rate_grows_and_spans_the_range():
     assert pretrained.load_pretrained().default_quality == pretrained.default_quality()
     with pytest.raises(DCAEError, match="outside the shipped model's range"):
         pretrained.load_pretrained(hi + 0.5)
+
+
+def test_eval_sweeps_a_variable_rate_checkpoint(vr_checkpoint, tmp_path):
+    import json
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    smooth_image(176, 192).save(src / "a.png")
+    out = tmp_path / "out"
+    args = ["eval", str(src), "-o", str(out), "--checkpoint", str(vr_checkpoint), "--no-anchors",
+            "--jpeg-qualities", "none", "--webp-qualities", "none", "--avif-qualities", "none",
+            "--no-plot", "-q"]  # fmt: skip
+    assert main([*args, "--qualities", "3,5.5"]) == 0
+    curve = json.loads((out / "dcae.json").read_text())
+    assert curve["points"] == ["q3", "q5.5"]
+    bpp = curve["results"]["bpp"]
+    assert bpp[0] < bpp[1]
+    assert main([*args, "--qualities", "9"]) != 0  # outside the checkpoint's range

@@ -14,7 +14,7 @@ import functools
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from ..errors import DCAEError
 from .jobs import add_io_arguments, add_model_argument
@@ -155,9 +155,16 @@ def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torc
         if not args.checkpoint:
             raise DCAEError(f"--model {args.model} needs --checkpoint PATH ... (its weights)")
         resolve_class(args.model)  # fail before any work
+    if args.checkpoint and len(args.checkpoint) == 1 and args.model is None:
+        variable = _variable_rate_points(args.checkpoint[0], args.qualities)
+        if variable is not None:
+            return variable
     if args.checkpoint:
         if args.qualities:
-            raise DCAEError("--qualities selects shipped models; it cannot go with --checkpoint")
+            raise DCAEError(
+                "--qualities selects the qualities of a variable-rate model (the shipped one "
+                "or one variable-rate --checkpoint)"
+            )
         points = []
         seen = set()
         for path in args.checkpoint:
@@ -184,6 +191,32 @@ def _model_points(args: argparse.Namespace) -> List[Tuple[str, Callable[[], torc
         )
     # each point is a fresh model coding at q (its default_quality), q as given
     return [(f"q{q:g}", functools.partial(load_pretrained, q)) for q in sorted(set(qualities))]
+
+
+def _variable_rate_points(
+    path: Path, qualities: Optional[List[float]]
+) -> Optional[List[Tuple[str, Callable[[], torch.nn.Module]]]]:
+    """Points of a variable-rate DCAE checkpoint (its integer rate points, or
+    ``qualities``); ``None`` if it holds another model."""
+    from ..loading import load_model
+    from ..nn.model import DCAEModel
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    model = load_model(path)
+    if not isinstance(model, DCAEModel) or not model.variable_rate:
+        return None
+    lo, hi = model.quality_range
+    wanted = qualities or list(range(int(lo), int(hi) + 1))
+    for q in wanted:
+        model.check_quality(q)  # refuses before any work
+
+    def at(q: float) -> torch.nn.Module:
+        net = load_model(path)
+        net.default_quality = q  # type: ignore[union-attr]
+        return net
+
+    return [(f"q{q:g}", functools.partial(at, q)) for q in sorted(set(wanted))]
 
 
 def _check_device(device: str) -> str:
