@@ -3,6 +3,9 @@
     python examples/plot_training_curves.py RUN_DIR [RUN_DIR ...] -o curves.png
 
 Each run folder holds the ``train.csv`` and ``val.csv`` written by ``dcae train``.
+A variable-rate run's ``val.csv`` has one row per rate point and step (column
+``quality``) and a summary row (empty quality): each rate point gets its own
+validation line, and the summary loss is drawn in the loss panel.
 Needs matplotlib (not a dcae dependency).
 """
 
@@ -13,9 +16,22 @@ import csv
 from pathlib import Path
 
 
-def read(path: Path) -> dict:
+def _number(text: str) -> float:
+    return float(text) if text not in ("", None) else float("nan")
+
+
+def read(path: Path, quality: str = "") -> dict:
+    """Columns of a CSV as floats; with a ``quality`` column, only its rows
+    equal to ``quality`` ("" = the rows without one)."""
     rows = list(csv.DictReader(open(path))) if path.is_file() else []
-    return {k: [float(r[k]) for r in rows] for k in (rows[0].keys() if rows else [])}
+    rows = [r for r in rows if r.get("quality", "") == quality]
+    return {k: [_number(r[k]) for r in rows] for k in (rows[0].keys() if rows else [])}
+
+
+def qualities(path: Path) -> list:
+    """The rate points of a variable-rate run's ``val.csv`` (empty otherwise)."""
+    rows = list(csv.DictReader(open(path))) if path.is_file() else []
+    return sorted({r["quality"] for r in rows if r.get("quality")}, key=float)
 
 
 def main() -> None:
@@ -41,7 +57,17 @@ def main() -> None:
             steps = [s + off for s in tr["step"]]
             axes[0].plot(steps, tr["loss"], label=label, lw=0.8, color=c)
             axes[1].plot(steps, tr["bpp"], label=f"{label} train", lw=0.8, color=c)
-        if va:
+        points = qualities(Path(run) / "val.csv")
+        if va and points:  # variable rate: the summary row's loss
+            vsteps = [s + off for s in va["step"]]
+            axes[0].plot(vsteps, va["loss"], "o-", label=f"{label} val (geo. mean)", ms=3, color=c)
+        for q in points:
+            vq = read(Path(run) / "val.csv", q)
+            vsteps = [s + off for s in vq["step"]]
+            shade = f"C{(int(float(q)) - 1) % 10}"
+            axes[1].plot(vsteps, vq["bpp"], "o--", label=f"{label} q{q}", ms=2, color=shade)
+            axes[2].plot(vsteps, vq["psnr"], "o-", label=f"{label} q{q}", ms=2, color=shade)
+        if va and not points:
             vsteps = [s + off for s in va["step"]]
             axes[1].plot(vsteps, va["bpp"], "o--", label=f"{label} val", ms=3, color=c)
             axes[2].plot(vsteps, va["psnr"], "o-", label=f"{label} val", ms=3, color=c)
