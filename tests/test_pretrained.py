@@ -24,10 +24,13 @@ from dcae.eval.metrics import psnr
 from dcae.pretrained import (
     WEIGHTS_DIR,
     available_qualities,
+    default_quality,
     load_checkpoint,
     load_pretrained,
     pack_state_dict,
     package_models,
+    package_variable_rate,
+    quality_range,
     read_checkpoint,
     save_checkpoint,
     unpack_state_dict,
@@ -152,54 +155,74 @@ def test_difference_file_needs_its_own_base(tmp_path):
 
 def test_shipped_weights_match_their_manifest_and_cdf_tables():
     manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())
-    qualities = available_qualities()
-    assert qualities == list(range(1, len(qualities) + 1)) and len(qualities) >= 3
-    by_q = {e["quality"]: e for e in manifest["models"]}
-    lambdas = [by_q[q]["lambda"] for q in qualities]
-    assert lambdas == sorted(lambdas) and len(set(lambdas)) == len(lambdas)
-    total = 0
-    for q in qualities:
-        path = WEIGHTS_DIR / by_q[q]["file"]
-        total += path.stat().st_size
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == by_q[q]["sha256"]
-        model = load_pretrained(q)
-        assert read_checkpoint(path)["quality"] == q
-        gc = model.entropy_model.gaussian_conditional
-        eb = model.latent_codec.hyper.entropy_bottleneck
-        tables = gc.quantized_cdf.clone(), eb._quantized_cdf.clone()
-        fresh = load_checkpoint(path)
-        fresh.update(force=True)  # the stored tables are those of the stored weights
-        assert torch.equal(fresh.entropy_model.gaussian_conditional.quantized_cdf, tables[0])
-        assert torch.equal(fresh.latent_codec.hyper.entropy_bottleneck._quantized_cdf, tables[1])
-    assert total < 16e6  # the package stays small
+    (entry,) = manifest["models"]  # one variable-rate model
+    assert entry["variable_rate"] and quality_range() == tuple(entry["quality_range"])
+    lo, hi = quality_range()
+    assert available_qualities() == list(range(int(lo), int(hi) + 1)) and hi - lo >= 3
+    assert lo <= default_quality() <= hi
+    path = WEIGHTS_DIR / entry["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    files = sorted(p.name for p in WEIGHTS_DIR.iterdir())
+    assert files == sorted(["manifest.json", entry["file"]])  # nothing stale shipped
+    assert path.stat().st_size < 6 * 2**20  # the bound: under 6 MiB in all
+    model = load_pretrained()
+    assert model.variable_rate and list(model.config.rate_lambdas) == entry["lambdas"]
+    gc = model.entropy_model.gaussian_conditional
+    eb = model.latent_codec.hyper.entropy_bottleneck
+    tables = gc.quantized_cdf.clone(), eb._quantized_cdf.clone()
+    fresh = load_checkpoint(path)
+    fresh.update(force=True)  # the stored tables are those of the stored weights
+    assert torch.equal(fresh.entropy_model.gaussian_conditional.quantized_cdf, tables[0])
+    assert torch.equal(fresh.latent_codec.hyper.entropy_bottleneck._quantized_cdf, tables[1])
 
 
-def test_shipped_models_code_a_photo_with_rate_growing_with_quality(tmp_path):
+def test_shipped_model_codes_a_photo_with_rate_and_psnr_growing_with_quality(tmp_path):
     # a natural image shipped with the repository (README's example), via the public API
     photo = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
     with Image.open(photo) as im:
         img = im.convert("RGB").crop((0, 0, 192, 160))
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
     sizes, quality = [], []
-    for q in available_qualities():
-        data = dcae.encode(img, quality=q)
+    lo, hi = quality_range()
+    for q in np.linspace(lo, hi, 8):
+        data = dcae.encode(img, quality=float(q))
         out = dcae.decode(data)  # the model is found from the file's digest
         assert out.size == img.size
         y = torch.from_numpy(np.array(out)).permute(2, 0, 1)[None].float() / 255
         sizes.append(len(data))
         quality.append(psnr(x, y))
-    assert sizes == sorted(sizes) and quality == sorted(quality)
+    assert all(b > a for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(b > a for a, b in zip(quality, quality[1:])), quality
     assert quality[0] > 20
 
 
-def test_convert_reads_shipped_difference_files(tmp_path):
+def test_convert_reads_the_shipped_file(tmp_path):
     from dcae.commands.convert import convert_file
 
-    q = max(available_qualities())  # stored as a difference to the default quality's file
-    shipped = load_pretrained(q).state_dict()
-    convert_file(WEIGHTS_DIR / f"small-q{q}.pt.xz", tmp_path / "q.pt", to="dcae")
+    (entry,) = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["models"]
+    shipped = load_pretrained().state_dict()
+    convert_file(WEIGHTS_DIR / entry["file"], tmp_path / "q.pt", to="dcae")
     back = load_checkpoint(tmp_path / "q.pt").state_dict()
     assert all(torch.equal(back[k], v) for k, v in shipped.items())
+
+
+def test_package_variable_rate_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = DCAEModel("small-vr").eval()
+    save_checkpoint(model, tmp_path / "vr.pt", metric="mse", steps=12)
+    out = tmp_path / "weights"
+    manifest = package_variable_rate(tmp_path / "vr.pt", out, default_quality=3.5, total_steps=40)
+    (entry,) = manifest["models"]
+    assert entry["variable_rate"] and entry["quality_range"] == [1.0, 8.0]
+    assert entry["steps"] == 40 and manifest["default_quality"] == 3.5
+    loaded = load_checkpoint(out / entry["file"])
+    packed = unpack_state_dict(pack_state_dict(model.state_dict()))
+    for k, v in loaded.named_parameters():  # the int8-rounded weights
+        assert torch.equal(v, packed[k]), k
+    assert loaded.entropy_model.gaussian_conditional.quantized_cdf.numel() > 0  # tables built
+    with pytest.raises(ValueError, match="single-rate"):
+        save_checkpoint(DCAEModel("small").eval(), tmp_path / "s.pt")
+        package_variable_rate(tmp_path / "s.pt", out)
 
 
 def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
