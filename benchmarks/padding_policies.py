@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=4, help="Kodak images per size")
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="HxW crops")
     parser.add_argument("--checkpoint")
-    parser.add_argument("--quality", type=int)
+    parser.add_argument("--quality", type=float)
     args = parser.parse_args(argv)
     model, what = pick_model(args.checkpoint, args.quality)
     files = kodak_images(args.data, args.limit)

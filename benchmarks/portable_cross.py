@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=KODAK, help="directory of PNG images")
     parser.add_argument("--limit", type=int, help="use only the first N images")
-    parser.add_argument("--quality", type=int, help="shipped model quality (default: default)")
+    parser.add_argument("--quality", type=float, help="shipped model quality (default: default)")
     parser.add_argument("--preset", help="a random-weight model of this preset instead")
     parser.add_argument("--mode", choices=("portable", "legacy"), default="portable")
     parser.add_argument(

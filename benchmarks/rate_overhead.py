@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=KODAK, help="directory of PNG images")
     parser.add_argument("--limit", type=int, help="use only the first N images")
     parser.add_argument("--checkpoint", help="model checkpoint (default: shipped model)")
-    parser.add_argument("--quality", type=int, help="quality of the shipped model")
+    parser.add_argument("--quality", type=float, help="quality of the shipped model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
     if args.threads:

@@ -27,7 +27,7 @@ def main() -> None:
                                            "datasets" / "kodak"))  # fmt: skip
     p.add_argument("--limit", type=int, default=24)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--quality", type=int, default=None)
+    p.add_argument("--quality", type=float, default=None)
     args = p.parse_args()
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint)

@@ -235,8 +235,8 @@ def test_help_lists_options(capsys):
         main(["compress", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--checkpoint", "--quality", "--force", "--padding", "--model"):
+    for flag in ("--checkpoint", "--quality", "--target-bpp", "--force", "--padding", "--model"):
         assert flag in out
     with pytest.raises(SystemExit):
-        main(["compress", "x.png", "--quality", "1", "--checkpoint", "m.pt"])
+        main(["compress", "x.png", "--quality", "1", "--target-bpp", "0.5"])
     assert "not allowed with" in capsys.readouterr().err
