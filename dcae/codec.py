@@ -447,7 +447,7 @@ def encode(
             ``eval_model``).
         portable: code the entropy parameters in DCAE's portable mode (float64,
             snapped means): the file then decodes under any attention backend,
-            thread count, compiler or device, at about 1.8x the coding time on
+            thread count, compiler or device, at about 1.7x the coding time on
             CPU (format guide, "Portable coding"); recorded in the header.
         max_pixels: refuse images with more pixels (``None``: no bound), as
             :func:`decode` refuses files; a file's size is read from its header

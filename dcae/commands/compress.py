@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--portable",
         action="store_true",
         help="portable coding (DCAE models): the file decodes under any attention backend, "
-        "thread count, compiler or device; about 1.8x the coding time on CPU",
+        "thread count, compiler or device; about 1.7x the coding time on CPU",
     )
     jobs.add_common_arguments(
         parser, "refuse images with more pixels, read from the header before decoding"
