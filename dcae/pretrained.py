@@ -478,13 +478,7 @@ def package_models(
     for q in [default] + [q for q in qualities if q != default]:  # the base first
         ckpt = checkpoints[q]
         meta = _torch_load(Path(ckpt), "cpu")
-        model = load_checkpoint(ckpt)
-        packed = pack_state_dict(model.state_dict())
-        model.load_state_dict(unpack_state_dict(packed))
-        model.update(force=True)  # CDF tables of the int8-rounded weights
-        for k, v in model.state_dict().items():
-            if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
-                packed[k] = v.detach().clone()
+        model, packed = _packed_model(ckpt)
         name = f"{model.config.name}-q{q}.pt.xz"
         extra = {k: meta[k] for k in ("lambda", "metric", "steps") if k in meta}
         if total_steps and q in total_steps:
@@ -496,6 +490,19 @@ def package_models(
     manifest = {"models": [entries[q] for q in qualities], "default": default}
     manifest.update(info)
     return _write_manifest(out_dir, manifest)
+
+
+def _packed_model(checkpoint: Union[str, Path]) -> Tuple[DCAEModel, Dict[str, Any]]:
+    """``(model, packed state)``: the checkpoint's weights packed to int8, the
+    model holding exactly those weights and the CDF tables built from them."""
+    model = load_checkpoint(checkpoint)
+    packed = pack_state_dict(model.state_dict())
+    model.load_state_dict(unpack_state_dict(packed))
+    model.update(force=True)  # CDF tables of the int8-rounded weights
+    for k, v in model.state_dict().items():
+        if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
+            packed[k] = v.detach().clone()
+    return model, packed
 
 
 def _write_manifest(out_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Any]:
@@ -520,15 +527,9 @@ def package_variable_rate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = _torch_load(Path(checkpoint), "cpu")
-    model = load_checkpoint(checkpoint)
+    model, packed = _packed_model(checkpoint)
     if not model.variable_rate:
         raise ValueError(f"{checkpoint} holds a single-rate model; use package_models")
-    packed = pack_state_dict(model.state_dict())
-    model.load_state_dict(unpack_state_dict(packed))
-    model.update(force=True)  # CDF tables of the int8-rounded weights
-    for k, v in model.state_dict().items():
-        if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
-            packed[k] = v.detach().clone()
     lo, hi = model.quality_range
     default = model.default_quality if default_quality is None else float(default_quality)
     if not lo <= default <= hi:  # type: ignore[operator]

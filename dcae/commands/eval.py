@@ -84,24 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", help="name of the evaluated curve (default: dcae, or the --model name)"
     )
-    parser.add_argument(
-        "--jpeg-qualities",
-        type=_int_list,
-        default=list(DEFAULT_JPEG_QUALITIES),
-        help="Pillow JPEG qualities, comma-separated, 'none' to skip (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webp-qualities",
-        type=_int_list,
-        default=list(DEFAULT_WEBP_QUALITIES),
-        help="Pillow WebP qualities, comma-separated, 'none' to skip (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--avif-qualities",
-        type=_int_list,
-        default=list(DEFAULT_AVIF_QUALITIES),
-        help="Pillow AVIF qualities, comma-separated, 'none' to skip (default: %(default)s)",
-    )
+    for fmt, defaults in (
+        ("JPEG", DEFAULT_JPEG_QUALITIES),
+        ("WebP", DEFAULT_WEBP_QUALITIES),
+        ("AVIF", DEFAULT_AVIF_QUALITIES),
+    ):
+        parser.add_argument(
+            f"--{fmt.lower()}-qualities",
+            type=_int_list,
+            default=list(defaults),
+            help=f"Pillow {fmt} qualities, comma-separated, 'none' to skip (default: %(default)s)",
+        )
     parser.add_argument(
         "--webp-method",
         type=int,
