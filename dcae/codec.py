@@ -256,7 +256,7 @@ def _resolve(
     check_ready(m)
     if isinstance(m, DCAEModel) and m.variable_rate:
         return m, m.check_quality(quality)
-    return m, None  # dcae < 0.3 shipped single-rate models: quality picked the model
+    return m, None  # earlier dcae shipped single-rate models: quality picked the model
 
 
 def _how_to_pass(stream: Bitstream) -> str:
@@ -291,7 +291,7 @@ def _model_for(stream: Bitstream, model: Optional[CompressionModel]) -> Compress
             f"the file needs model {stream.describe_model()}, and this installation of dcae "
             f"ships no pretrained weights; {_how_to_pass(stream)}"
         )
-    # one variable-rate model, or (dcae < 0.3) one single-rate model per quality
+    # one variable-rate model, or (earlier dcae) one single-rate model per quality
     variable_rate = pretrained._variable_rate_entry() is not None
     candidates: List[Optional[int]] = [None] if variable_rate else list(qualities)
     for q in candidates:

@@ -2,7 +2,7 @@
 
 ``dcae/weights/manifest.json`` lists the shipped checkpoints: one
 variable-rate model (``"variable_rate": true``, any real quality in its
-``quality_range``, 1 = lowest rate), or, as dcae < 0.3 shipped, one
+``quality_range``, 1 = lowest rate), or, as dcae shipped before 2026-12-04, one
 single-rate model per integer quality.  Each is an xz-compressed ``torch.save``
 file (``small-q{q}.pt.xz``) holding ``{"config": DCAEConfig.to_dict(),
 "packed": ..., "quality": q, "lambda": float, "metric": "mse", "steps": n}``:
@@ -170,7 +170,7 @@ def load_pretrained(quality: Optional[float] = None) -> DCAEModel:
     :func:`quality_range` works, here and in ``compress(x, quality=q)``;
     ``quality`` only sets the returned instance's
     :attr:`~dcae.DCAEModel.default_quality` (what ``compress(x)`` and
-    CompressAI's tools use).  (With single-rate weights, as dcae < 0.3 shipped,
+    CompressAI's tools use).  (With single-rate weights, as dcae shipped before 2026-12-04,
     it picks the model of that quality.)
 
     The file is read once per process; each call builds a fresh module from

@@ -234,7 +234,7 @@ def test_wrong_model_is_refused(small_model):
 
 
 def test_single_rate_shipped_models_are_matched_by_digest(small_model, monkeypatch):
-    # the layout dcae < 0.3 shipped: one single-rate model per quality
+    # the layout dcae shipped before 2026-12-04: one single-rate model per quality
     other = _other_model()
     shipped = {1: other, 2: small_model}
     monkeypatch.setattr(pretrained, "_variable_rate_entry", lambda: None)
