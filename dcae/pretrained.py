@@ -517,19 +517,24 @@ def package_variable_rate(
     out_dir: Union[str, Path] = WEIGHTS_DIR,
     default_quality: Optional[float] = None,
     total_steps: Optional[int] = None,
+    name: Optional[str] = None,
     **info: Any,
 ) -> Dict[str, Any]:
     """Write the shipped weights of one variable-rate model:
-    ``{config.name}.pt.xz`` (int8-packed, CDF tables rebuilt from the packed
+    ``{name}.pt.xz`` (int8-packed, CDF tables rebuilt from the packed
     weights, xz-compressed) and a manifest naming it, its quality range and
-    ``default_quality`` (default: the model's).  Other files in ``out_dir``
-    are left alone; remove older shipped files yourself."""
+    ``default_quality`` (default: the model's).  ``name`` (default: the
+    config's) also becomes the config's name, which ``.dcae`` files record.
+    Other files in ``out_dir`` are left alone; remove older shipped files
+    yourself."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = _torch_load(Path(checkpoint), "cpu")
     model, packed = _packed_model(checkpoint)
     if not model.variable_rate:
         raise ValueError(f"{checkpoint} holds a single-rate model; use package_models")
+    if name is not None:
+        model.config = model.config.replace(name=name)
     lo, hi = model.quality_range
     default = model.default_quality if default_quality is None else float(default_quality)
     if not lo <= default <= hi:  # type: ignore[operator]

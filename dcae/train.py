@@ -306,7 +306,9 @@ def _initial_model(cfg: TrainConfig) -> DCAEModel:
     if not isinstance(model, DCAEModel):
         raise DCAEError(f"--init {cfg.init} holds a {type(model).__name__}, not a DCAE model")
     if preset.variable_rate and not model.variable_rate:
-        return variable_rate_from(model, preset.rate_lambdas, cfg.lmbda)  # type: ignore[arg-type]
+        net = variable_rate_from(model, preset.rate_lambdas, cfg.lmbda)  # type: ignore[arg-type]
+        net.config = net.config.replace(name=preset.name)
+        return net
     return model
 
 
