@@ -14,7 +14,7 @@ one), :func:`detect_layout` tells them apart.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -260,8 +260,25 @@ def _infer(sd: Mapping[str, Tensor]) -> DCAEConfig:
         entropy_hidden=hidden,
         lrp=lrp,
         spatial_context="checkerboard" if checkerboard else None,
+        rate_lambdas=_rate_lambdas(sd),
         name="inferred",
     )
+
+
+def _rate_lambdas(sd: Mapping[str, Tensor]) -> Optional[Tuple[float, ...]]:
+    """A variable-rate state dict's lambdas: those of the ``small-vr`` preset
+    when the count matches (the lambdas themselves are not in the weights)."""
+    if "log_gain" not in sd:
+        return None
+    from .config import VARIABLE_RATE_LAMBDAS
+
+    points = sd["log_gain"].shape[0]
+    if points != len(VARIABLE_RATE_LAMBDAS):
+        raise ValueError(
+            f"a variable-rate state dict with {points} rate points and no config: its "
+            "lambdas are unknown (load it from a file that stores its config)"
+        )
+    return VARIABLE_RATE_LAMBDAS
 
 
 def _last_conv(sd: Mapping[str, Any], prefix: str) -> str:

@@ -263,3 +263,12 @@ def test_eval_sweeps_a_variable_rate_checkpoint(vr_checkpoint, tmp_path):
     bpp = curve["results"]["bpp"]
     assert bpp[0] < bpp[1]
     assert main([*args, "--qualities", "9"]) != 0  # outside the checkpoint's range
+
+
+def test_a_variable_rate_state_dict_without_config_loads(vr_model):
+    net = DCAEModel.from_state_dict(vr_model.state_dict())
+    assert net.config.rate_lambdas == dcae.config.VARIABLE_RATE_LAMBDAS
+    assert torch.equal(net.log_gain, vr_model.log_gain)
+    three = DCAEModel(vr_model.config.replace(rate_lambdas=(0.001, 0.01, 0.1)))
+    with pytest.raises(dcae.ModelMismatchError, match="lambdas are unknown"):
+        DCAEModel.from_state_dict(three.state_dict())

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from ..errors import DCAEError, ModelMismatchError
 from .jobs import add_model_argument
@@ -79,6 +79,7 @@ def convert_file(
         DCAEError: unreadable input, unknown layout, or ``dst`` exists
             without ``force``.
     """
+    from ..config import DCAEConfig
     from ..convert import config_of, detect_layout, to_layout
     from ..loading import resolve_class
     from ..nn.model import DCAEModel
@@ -93,7 +94,8 @@ def convert_file(
         raise DCAEError(f"{dst} exists; pass --force to overwrite it")
     if model is not None and not issubclass(resolve_class(model), DCAEModel):
         return _convert_codec(src, dst, to, model)
-    obj = {"state_dict": read_checkpoint(src)["state_dict"]}  # any layout, shipped files too
+    ckpt = read_checkpoint(src)  # any layout, shipped files too
+    obj = {"state_dict": ckpt["state_dict"]}
     try:
         source = detect_layout(obj)
     except ModelMismatchError as e:
@@ -101,7 +103,8 @@ def convert_file(
             f"{src}: {e}; a checkpoint of another codec needs --model module:Class|NAME"
         ) from e
     sd = to_layout(obj, to)
-    cfg = config_of(sd)
+    stored = ckpt.get("config")
+    cfg = DCAEConfig.from_dict(dict(stored)) if isinstance(stored, Mapping) else config_of(sd)
     if verify:
         model = DCAEModel(cfg)
         try:
