@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import List, Optional
 
 from .errors import DCAEError
@@ -47,6 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    # compressai 1.2.x scripts a helper at import time, which torch >= 2.10 flags as
+    # deprecated: a warning about CompressAI, not for the user (as dcae's own import does)
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
