@@ -529,8 +529,8 @@ def find_quality(
     model: the search starts at the model's default quality, steps by the
     slope it measures until it brackets the target, then narrows the bracket
     (regula falsi with the Illinois rule on the log rate): 1 to 3 encodes for
-    Kodak images and targets of 0.2 to 0.7 bpp.  ``options`` are :func:`encode`'s (``padding``, ``portable``,
-    ``max_pixels``).
+    Kodak images and targets of 0.2 to 0.7 bpp.  ``options`` are
+    :func:`encode`'s (``padding``, ``portable``, ``max_pixels``).
 
     Raises:
         DCAEError: the target is below the lowest or above the highest rate

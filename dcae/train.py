@@ -494,15 +494,18 @@ class _Run:
             )  # fmt: skip
         return rows[-1][0]["loss"]
 
-    def export(self, path: str) -> None:
-        """The model with CDF tables, as :func:`~dcae.pretrained.save_checkpoint`
-        (a copy: training can go on)."""
+    def export(self, path: str, final: bool = False) -> None:
+        """The model with CDF tables, as :func:`~dcae.pretrained.save_checkpoint`:
+        a copy (training goes on), or with ``final`` the run's model itself
+        (eval mode, full precision, tables built, on the CPU: what
+        :func:`train` returns)."""
         import copy
 
         from .nn.fast import fast_mode
 
         cfg = self.cfg
-        model = copy.deepcopy(self.model).cpu().eval()
+        model = self.model if final else copy.deepcopy(self.model)
+        model = model.cpu().eval()
         fast_mode(model, enabled=False)
         model.update(force=True)
         extra: Dict[str, Any] = {"metric": cfg.metric, "steps": self.step}
@@ -545,7 +548,7 @@ def train(cfg: TrainConfig) -> DCAEModel:
         if _due(run.step, cfg.save_every, cfg.steps):
             run.save()
     if cfg.export and rank == 0:
-        run.export(cfg.export)
+        run.export(cfg.export, final=True)
     if world > 1:
         dist.barrier()
     return run.model
