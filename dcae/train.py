@@ -312,6 +312,14 @@ def _initial_model(cfg: TrainConfig) -> DCAEModel:
     return model
 
 
+def _resumed_model(path: str) -> DCAEModel:
+    """An untrained model of the architecture a training checkpoint records."""
+    from .config import DCAEConfig
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return DCAEModel(DCAEConfig.from_dict(dict(ckpt["config"])))
+
+
 def variable_rate_from(
     model: DCAEModel, rate_lambdas: Sequence[float], reference_lambda: float
 ) -> DCAEModel:
@@ -348,7 +356,9 @@ class _Run:
         self.out_dir = Path(cfg.output)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
         self.data, self.val_set = _datasets(cfg)
-        self.model = _initial_model(cfg)
+        # resuming: the checkpoint's own architecture; --init is not read again (its
+        # CDF tables may have other sizes than the checkpoint's)
+        self.model = _resumed_model(cfg.resume) if cfg.resume else _initial_model(cfg)
         self.model.to(device).train()
         if cfg.bf16:
             from .nn.fast import fast_mode

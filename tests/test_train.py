@@ -166,6 +166,13 @@ def test_variable_rate_run_resumes_exactly_and_keeps_the_best(image_dir, tmp_pat
         _cfg(image_dir, tmp_path / "part", resume=str(tmp_path / "part" / "checkpoint.pt"), **kw)
     )
     assert resumed.variable_rate
+    # resuming never reads --init again (its CDF tables may differ in size): not even
+    # a missing file matters
+    again = train(
+        _cfg(image_dir, tmp_path / "part", resume=str(tmp_path / "part" / "checkpoint.pt"),
+             **{**kw, "init": str(tmp_path / "gone.pt")})
+    )  # fmt: skip
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in resumed.state_dict().items())
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     val = list(csv.DictReader(open(tmp_path / "full" / "val.csv")))
