@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TrainConfig, get_config
+from .config import DCAEConfig, TrainConfig, get_config
 from .errors import DCAEError
 from .images import image_files, open_image
 from .loading import load_model
@@ -127,21 +127,8 @@ class RateDistortionLoss(nn.Module):
         self, output: Dict[str, Any], target: Tensor, lmbda: Optional[Tensor] = None
     ) -> Dict[str, Tensor]:
         n, _, h, w = target.shape
-        if lmbda is None:
-            bpp = sum(
-                torch.log(lik).sum() / (-math.log(2) * n * h * w)
-                for lik in output["likelihoods"].values()
-            )
-            mse = F.mse_loss(output["x_hat"], target)
-            out = {"bpp": bpp, "mse": mse}
-            if self.metric == "mse":
-                out["loss"] = self.lmbda * 255**2 * mse + bpp
-            else:
-                from .eval.metrics import ms_ssim_per_sample
-
-                out["ms_ssim"] = ms_ssim_per_sample(output["x_hat"].clamp(0, 1), target).mean()
-                out["loss"] = self.lmbda * (1 - out["ms_ssim"]) + bpp
-            return out
+        if lmbda is None:  # one lambda: the mean of per-sample terms is the batch's term
+            lmbda = torch.full((n,), self.lmbda, device=target.device)
         lmbda = lmbda.to(target.device, torch.float32).reshape(n)
         bpp_each = sum(
             torch.log(lik).flatten(1).sum(1) / (-math.log(2) * h * w)
@@ -312,14 +299,6 @@ def _initial_model(cfg: TrainConfig) -> DCAEModel:
     return model
 
 
-def _resumed_model(path: str) -> DCAEModel:
-    """An untrained model of the architecture a training checkpoint records."""
-    from .config import DCAEConfig
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return DCAEModel(DCAEConfig.from_dict(dict(ckpt["config"])))
-
-
 def variable_rate_from(
     model: DCAEModel, rate_lambdas: Sequence[float], reference_lambda: float
 ) -> DCAEModel:
@@ -356,9 +335,14 @@ class _Run:
         self.out_dir = Path(cfg.output)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
         self.data, self.val_set = _datasets(cfg)
-        # resuming: the checkpoint's own architecture; --init is not read again (its
-        # CDF tables may have other sizes than the checkpoint's)
-        self.model = _resumed_model(cfg.resume) if cfg.resume else _initial_model(cfg)
+        # resuming: the checkpoint's own architecture, read once; --init is not read
+        # again (its CDF tables may have other sizes than the checkpoint's)
+        ckpt = None
+        if cfg.resume:
+            ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
+            self.model = DCAEModel(DCAEConfig.from_dict(dict(ckpt["config"])))
+        else:
+            self.model = _initial_model(cfg)
         self.model.to(device).train()
         if cfg.bf16:
             from .nn.fast import fast_mode
@@ -372,8 +356,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.use_cuda)
         self.step = 0
-        if cfg.resume:
-            self.resume(cfg.resume)
+        if ckpt is not None:
+            self.resume(ckpt)
         self.net: nn.Module = self.model
         if world > 1:
             ids = [local] if self.use_cuda else None
@@ -384,9 +368,8 @@ class _Run:
             _append_row(self.train_log, _TRAIN_COLUMNS, "w")
             _append_row(self.val_log, _VAL_COLUMNS, "w")
 
-    def resume(self, path: str) -> None:
-        """Continue from a ``checkpoint.pt``: weights, optimizers, step and RNGs."""
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+    def resume(self, ckpt: Dict[str, Any]) -> None:
+        """Continue from a loaded ``checkpoint.pt``: weights, optimizers, step and RNGs."""
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
