@@ -252,11 +252,8 @@ class DCAEModel(SimpleVAECompressionModel):
 
     @default_quality.setter
     def default_quality(self, quality: Optional[float]) -> None:
-        if quality is not None:
-            if self.config.rate_lambdas is None:
-                raise ValueError("this DCAE model has a single rate")
-            quality = self.check_quality(quality)
-        self._default_quality = quality
+        # check_quality refuses any quality for a single-rate model
+        self._default_quality = None if quality is None else self.check_quality(quality)
 
     _default_quality: Optional[float] = None
 
@@ -327,8 +324,8 @@ class DCAEModel(SimpleVAECompressionModel):
         else:
             value = self.check_quality(quality)  # type: ignore[arg-type]
             q = self.log_gain.new_full((batch,), value)  # type: ignore[arg-type]
-        g = self._interpolate(self.log_gain, q).exp()[:, :, None, None]
-        ig = self._interpolate(self.log_inv_gain, q).exp()[:, :, None, None]
+        both = self._interpolate(torch.cat([self.log_gain, self.log_inv_gain], 1), q).exp()
+        g, ig = both[:, :, None, None].chunk(2, dim=1)
         return g, ig
 
     @torch.no_grad()
