@@ -218,3 +218,105 @@ def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, 
         torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-13)
     strided = torch.nn.Conv2d(4, 4, 3, stride=2, groups=4)
     assert not _DepthwiseConv64.handles(strided)  # left to conv2d
+
+
+@pytest.mark.parametrize(
+    "channels, kernel, padding, size",
+    [(48, 3, 1, (13, 19)), (300, 3, 1, (7, 5)), (40, (3, 5), (0, 2), (4, 9)), (32, 5, 2, (1, 1))],
+)
+def test_float64_dense_convolution_equals_conv2d(channels, kernel, padding, size):
+    from dcae.nn.slice_coders import _DenseConv64, float64_copy
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(channels, 17, kernel, padding=padding)
+    net = float64_copy(torch.nn.Sequential(conv))
+    assert isinstance(net[0], _DenseConv64)
+    x = torch.randn(2, channels, *size, dtype=torch.float64)
+    # a channels-last view, as a permuted feature map arrives
+    x_cl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv2d(
+            x, conv.weight.double(), conv.bias.double(), padding=padding
+        )
+        for inp in (x, x_cl):
+            out = net(inp)
+            assert out.shape == expected.shape and out.is_contiguous()
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    for other in (
+        torch.nn.Conv2d(64, 8, 1),  # 1x1: already a single product
+        torch.nn.Conv2d(64, 8, 3, stride=2),
+        torch.nn.Conv2d(64, 8, 3, dilation=2),
+        torch.nn.Conv2d(8, 8, 3),  # too narrow to gain
+        torch.nn.Conv2d(64, 8, 3, padding_mode="reflect"),
+    ):
+        assert not _DenseConv64.handles(other)
+    with pytest.raises(RuntimeError, match="Kernel size"):  # conv2d's own error
+        net(torch.zeros(1, channels, 1, 1, dtype=torch.float64)[..., :0, :0])
+
+
+def test_float64_copy_reads_permuted_inputs_contiguously():
+    """Linear and the remaining Conv2d layers of a float64 copy make their
+    input contiguous (MKL's float64 products are several times slower on
+    transposed operands) and still compute the same function."""
+    from torch.overrides import TorchFunctionMode
+
+    from dcae.nn.slice_coders import float64_copy
+
+    class Record(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.inputs = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in (torch.nn.functional.linear, torch.nn.functional.conv2d):
+                self.inputs.append(args[0].is_contiguous())
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Conv2d(8, 4, 1))
+    copied = float64_copy(net)
+    x = torch.randn(2, 5, 6, 16, dtype=torch.float64)
+    with torch.no_grad():
+        with Record() as rec:
+            h = copied[0](x.transpose(1, 2))  # non-contiguous in
+            out = copied[1](h.permute(0, 3, 1, 2))
+        ref64 = net.double()
+        ref = ref64[1](ref64[0](x.transpose(1, 2)).permute(0, 3, 1, 2))
+    assert rec.inputs == [True, True]
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-13)
+    assert isinstance(copied[0], torch.nn.Linear) and isinstance(copied[1], torch.nn.Conv2d)
+
+
+def test_float64_copy_is_reused_until_the_module_changes():
+    """The float64 copy is kept while nothing it depends on changes and made
+    afresh after an in-place weight update, new buffers, a train flag or a
+    swapped submodule; its numbers always follow the current weights."""
+    from dcae.nn.slice_coders import float64_copy
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU())
+    x = torch.randn(3, 4, dtype=torch.float64)
+    first = float64_copy(net)
+    assert float64_copy(net) is first
+    with torch.no_grad():
+        net[0].weight.mul_(2)  # an optimiser step or load_state_dict: in place
+    second = float64_copy(net)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(x), net.double()(x).float().double(), atol=1e-6, rtol=0)
+    net.float()
+    net[0].register_buffer("extra", torch.zeros(1))
+    assert float64_copy(net) is not float64_copy(torch.nn.Sequential(*net))
+    third = float64_copy(net)
+    net.train(not net.training)
+    assert float64_copy(net) is not third
+    net[1] = torch.nn.Tanh()
+    assert isinstance(float64_copy(net)[1], torch.nn.Tanh)
+    net[0].note = "a plain setting"  # e.g. an attention backend, record_params
+    fourth = float64_copy(net)
+    assert float64_copy(net) is fourth and fourth[0].note == "a plain setting"
+    net[0].note = "changed"
+    assert float64_copy(net)[0].note == "changed"
+    with torch.inference_mode():
+        frozen = torch.nn.Linear(2, 2)  # inference tensors: no versions, no reuse
+    assert float64_copy(frozen) is not float64_copy(frozen)

@@ -496,9 +496,10 @@ class DCAEEntropyModel(LatentCodec):
         """``(model, grid)`` that codes: this model and no grid, or for
         portable coding a float64 copy of it and :data:`PORTABLE_GRID_BITS`.
 
-        The copy is made per call (no cache that could go stale when the
-        weights change), runs eager (compiled submodules are unwrapped) and
-        shares ``recorded_params`` with this model.
+        The copy (:func:`~dcae.nn.slice_coders.float64_copy`) is reused until
+        this model's weights, buffers, submodules or flags change, runs eager
+        (compiled submodules are unwrapped) and shares ``recorded_params``
+        with this model.
         """
         if not portable:
             return self, None

@@ -118,7 +118,7 @@ class _HyperLatentCodec(HyperLatentCodec):
         return {"params": self.side_params(z_hat, portable)}
 
     def side_params(self, z_hat: Tensor, portable: bool = False) -> Tensor:
-        """``h_s(z_hat)``; in float64 (a per-call copy of ``h_s``) for portable coding."""
+        """``h_s(z_hat)``; in float64 (a float64 copy of ``h_s``) for portable coding."""
         if not portable:
             return self.h_s(z_hat)
         return float64_copy(self.h_s)(z_hat.double())
@@ -128,15 +128,19 @@ class _HyperpriorLatentCodec(HyperpriorLatentCodec):
     """CompressAI's ``HyperpriorLatentCodec`` that passes the coding mode
     (``portable``) to both of its codecs."""
 
-    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+    def compress(
+        self, y: Tensor, *, portable: bool = False, return_y_hat: bool = True
+    ) -> Dict[str, Any]:
         hyper_out = self.hyper.compress(y, portable=portable)
-        y_out = self.y.compress(y, hyper_out["params"], portable=portable)
+        y_out = self.y.compress(y, hyper_out["params"], return_y_hat, portable=portable)
         [z_strings] = hyper_out["strings"]
-        return {
+        out = {
             "strings": [*y_out["strings"], z_strings],
             "shape": {"y": y_out["shape"], "hyper": hyper_out["shape"]},
-            "y_hat": y_out["y_hat"],
         }
+        if return_y_hat:
+            out["y_hat"] = y_out["y_hat"]
+        return out
 
     def decompress(
         self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
@@ -424,7 +428,8 @@ class DCAEModel(SimpleVAECompressionModel):
         y = self._transform(self.g_a, x)
         if q is not None:
             y = y * self.gains(q, x.shape[0])[0]
-        out = self.latent_codec.compress(y, portable=portable)
+        # no y_hat: the encoder skips the last slice's residual prediction
+        out = self.latent_codec.compress(y, portable=portable, return_y_hat=False)
         shape: Dict[str, Any] = {
             "y": tuple(int(v) for v in out["shape"]["y"]),
             "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
