@@ -3,7 +3,7 @@
 The byte layout is documented in ``docs/guides/format.rst``; in short (all
 integers big-endian)::
 
-    magic(9) version(1)=4 flags(1)         # bit 0: portable coding (DCAE only)
+    magic(9) version(1)=4 flags(1)         # bit 0: portable coding (DCAE only), bits 1-5 its grid
     model_kind(1) name_len(1) name(name_len) digest(32)
     quality(8) width(2) height(2) channels(1) bit_depth(1)   # quality: float64, NaN none
     policy(1) multiple(2) pad_left(2) pad_right(2) pad_top(2) pad_bottom(2)
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch is imported where used: the CLI's parsers read this m
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FLAG_PORTABLE",
+    "FLAG_GRID_MASK",
     "FORMAT_VERSION",
     "HYPER_STRIDE",
     "LATENT_STRIDE",
@@ -61,6 +62,11 @@ __all__ = [
 
 #: flag bit: the strings were coded in DCAE's portable mode
 FLAG_PORTABLE = 0x01
+#: flag bits 1-5: the grid exponent of portable coding (0: 16, the first portable mode)
+FLAG_GRID_MASK = 0x3E
+_FLAG_GRID_SHIFT = 1
+#: the grid exponent that flag bits 1-5 = 0 stand for (files of the first portable mode)
+_FIRST_GRID_BITS = 16
 
 MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
@@ -446,6 +452,9 @@ class Bitstream:
         strings: the entropy-coded strings, one per list ``compress`` returned.
         portable: the strings were coded in DCAE's portable mode
             (``compress(..., portable=True)``); flag bit 0.
+        grid_bits: for portable streams, the grid exponent they were coded
+            with (``compress(..., grid_bits=)``; flag bits 1-5, where 0 stands
+            for 16, the grid of the first portable streams); ``None`` otherwise.
     """
 
     model_kind: str
@@ -462,6 +471,7 @@ class Bitstream:
     shape: Any
     strings: Tuple[bytes, ...]
     portable: bool = False
+    grid_bits: Optional[int] = None
 
     @property
     def coded_size(self) -> Tuple[int, int]:
@@ -487,6 +497,16 @@ class Bitstream:
         """
         if self.portable and self.model_kind != "dcae":
             raise FormatError("portable coding is a DCAE mode; the model is not DCAE")
+        if self.portable != (self.grid_bits is not None):
+            raise FormatError(
+                "a portable stream records its grid_bits, and only a portable stream does"
+            )
+        if self.grid_bits is not None and (
+            isinstance(self.grid_bits, bool)
+            or not isinstance(self.grid_bits, int)
+            or not 1 <= self.grid_bits <= FLAG_GRID_MASK >> _FLAG_GRID_SHIFT
+        ):
+            raise FormatError(f"grid_bits must be an int in [1, 31], got {self.grid_bits!r}")
         if self.model_kind not in MODEL_KINDS:
             raise FormatError(f"unknown model kind {self.model_kind!r}")
         if not isinstance(self.model_digest, bytes) or len(self.model_digest) != DIGEST_SIZE:
@@ -569,7 +589,10 @@ def pack(stream: Bitstream) -> bytes:
     name = stream.model_name.encode("ascii")
     shape = encode_shape(stream.shape)
     out = bytearray(MAGIC)
-    flags = FLAG_PORTABLE if stream.portable else 0
+    flags = 0
+    if stream.grid_bits is not None:
+        grid = 0 if stream.grid_bits == _FIRST_GRID_BITS else stream.grid_bits
+        flags = FLAG_PORTABLE | grid << _FLAG_GRID_SHIFT
     out += struct.pack(
         ">BBBB", FORMAT_VERSION, flags, MODEL_KINDS.index(stream.model_kind), len(name)
     )
@@ -693,8 +716,13 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
             f"CRC32 mismatch (stored {stored_crc:08x}, computed {actual_crc:08x}): "
             "the file is corrupted"
         )
-    if flags & ~FLAG_PORTABLE:
-        raise FormatError(f"unknown flags 0x{flags:02x} (only bit 0, portable, is defined)")
+    if flags & ~(FLAG_PORTABLE | FLAG_GRID_MASK):
+        raise FormatError(
+            f"unknown flags 0x{flags:02x} (only bit 0, portable, and bits 1-5, its grid, "
+            "are defined)"
+        )
+    if flags & FLAG_GRID_MASK and not flags & FLAG_PORTABLE:
+        raise FormatError(f"flags 0x{flags:02x} give a portable grid without the portable bit")
     if kind >= len(MODEL_KINDS):
         raise FormatError(f"unknown model kind code {kind}")
     if flags & FLAG_PORTABLE and MODEL_KINDS[kind] != "dcae":
@@ -725,6 +753,11 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         shape=decode_shape(shape_raw),
         strings=tuple(strings),
         portable=bool(flags & FLAG_PORTABLE),
+        grid_bits=(
+            (flags & FLAG_GRID_MASK) >> _FLAG_GRID_SHIFT or _FIRST_GRID_BITS
+            if flags & FLAG_PORTABLE
+            else None
+        ),
     )
     stream.validate(max_pixels=max_pixels)
     return stream

@@ -59,6 +59,7 @@ from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 from .images import UnsupportedImageError, check_pixels, open_image
 from .loading import check_ready, downsampling_factor, eval_mode, load_model, model_identity
 from .nn.model import DCAEModel
+from .nn.slice_coders import PORTABLE_GRID_BITS
 
 __all__ = [
     "ImageInput",
@@ -485,6 +486,7 @@ def encode(
         kwargs["quality"] = q
     if portable:
         kwargs["portable"] = True
+        kwargs["grid_bits"] = PORTABLE_GRID_BITS
     with eval_mode(net):
         out = net.compress(x.to(device), **kwargs)
     kind, name = model_identity(net)
@@ -504,6 +506,7 @@ def encode(
             shape=out["shape"],
             strings=_flat_strings(out["strings"]),
             portable=portable,
+            grid_bits=PORTABLE_GRID_BITS if portable else None,
         )
         if kind == "dcae":
             _check_dcae_shape(stream)
@@ -626,7 +629,9 @@ def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
     try:
         with eval_mode(model), _guarded_decoders(model):
             if stream.portable:
-                x_hat = model.decompress(strings, stream.shape, portable=True)["x_hat"]
+                x_hat = model.decompress(
+                    strings, stream.shape, portable=True, grid_bits=stream.grid_bits
+                )["x_hat"]
             else:
                 x_hat = model.decompress(strings, stream.shape)["x_hat"]
     except DCAEError:

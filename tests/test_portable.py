@@ -4,6 +4,7 @@ precision (fast mode) or compiled entropy networks decode under any other."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -137,9 +138,10 @@ def test_portable_means_are_on_the_grid_and_cost_little(model):
     size_p = sum(len(s[0]) for s in portable["strings"])
     size_l = sum(len(s[0]) for s in legacy["strings"])
     assert abs(size_p - size_l) <= 0.005 * size_l + 4
-    # the reconstructions differ only by the tiny float64 / grid changes of y_hat
-    mse = float((dec_p["x_hat"] - dec_l["x_hat"]).square().mean())
-    assert mse < 1e-6
+    # the grid moves y_hat by at most 2^-(grid+1): the quality does not change
+    mse_p = float((dec_p["x_hat"] - x).square().mean())
+    mse_l = float((dec_l["x_hat"] - x).square().mean())
+    assert abs(10 * math.log10(mse_l / mse_p)) < 0.02  # dB
 
 
 def test_encode_records_the_mode_and_decode_follows_it(model, image):
@@ -151,9 +153,11 @@ def test_encode_records_the_mode_and_decode_follows_it(model, image):
         assert decoded.size == (image.shape[3], image.shape[2])
 
 
-def test_portable_flag_in_the_header():
-    """Flag bit 0 records portable coding; it round-trips, other bits and the
-    flag on a non-DCAE model are refused."""
+def test_portable_flag_and_grid_in_the_header():
+    """Flag bit 0 records portable coding and bits 1-5 its grid (0 for the
+    first grid, 16, so first-mode files keep their bytes); they round-trip;
+    unknown bits, a grid without the portable bit, a portable stream without
+    a grid and the flag on a non-DCAE model are refused."""
     import dataclasses
     import struct
     import zlib
@@ -164,23 +168,72 @@ def test_portable_flag_in_the_header():
     from dcae.errors import FormatError
 
     plain = make_stream()
-    flagged = dataclasses.replace(plain, portable=True)
-    assert unpack(pack(flagged)).portable is True
-    assert unpack(pack(plain)).portable is False
-    data = bytearray(pack(plain))
+    assert unpack(pack(plain)).portable is False and unpack(pack(plain)).grid_bits is None
     flags_at = 10  # magic(9) version(1)
-    assert data[flags_at] == 0 and pack(flagged)[flags_at] == FLAG_PORTABLE
+    for grid, flags in ((16, FLAG_PORTABLE), (6, FLAG_PORTABLE | 6 << 1), (31, 0x3F), (1, 0x03)):
+        flagged = dataclasses.replace(plain, portable=True, grid_bits=grid)
+        back = unpack(pack(flagged))
+        assert back.portable is True and back.grid_bits == grid
+        assert pack(flagged)[flags_at] == flags
+    data = bytearray(pack(plain))
+    assert data[flags_at] == 0
 
     def with_flags(value: int) -> bytes:
         raw = bytearray(data)
         raw[flags_at] = value
         return bytes(raw[:-4]) + struct.pack(">I", zlib.crc32(bytes(raw[:-4])))
 
-    with pytest.raises(FormatError, match="flags"):
-        unpack(with_flags(0x02))
+    for bad in (0x40, 0x80, 0x0C):  # unknown bits; a grid without the portable bit
+        with pytest.raises(FormatError, match="flags"):
+            unpack(with_flags(bad))
+    for portable, grid in ((True, None), (False, 6), (True, 0), (True, 32), (True, True)):
+        with pytest.raises(FormatError, match="grid_bits"):
+            pack(dataclasses.replace(plain, portable=portable, grid_bits=grid))
     other = dataclasses.replace(plain, model_kind="compressai", model_name="bmshj2018-factorized")
     with pytest.raises(FormatError, match="not DCAE"):
-        pack(dataclasses.replace(other, portable=True))
+        pack(dataclasses.replace(other, portable=True, grid_bits=6))
+
+
+def test_first_portable_streams_still_decode(model, image):
+    """Streams of the first portable mode (grid 2^-16, flag bits 1-5 zero)
+    decode as before; each grid is part of the string seed, so a stream
+    decoded with another grid never verifies."""
+    import dataclasses
+
+    from dcae.bitstream import pack
+    from dcae.nn.slice_coders import FIRST_PORTABLE_GRID_BITS, string_seed
+
+    first = FIRST_PORTABLE_GRID_BITS
+    assert string_seed((8, 2, 3), [4, 4], 1, True, first) != string_seed(
+        (8, 2, 3), [4, 4], 1, True
+    )
+    with torch.no_grad():
+        old = model.compress(image, portable=True, grid_bits=first)
+        new = model.compress(image, portable=True)
+        for out, grid in ((old, first), (new, PORTABLE_GRID_BITS)):
+            x_hat = model.decompress(out["strings"], out["shape"], portable=True, grid_bits=grid)
+            assert float((x_hat["x_hat"] - image).abs().mean()) < 0.1
+        with pytest.raises(DecodingError, match="does not verify"):
+            model.decompress(old["strings"], old["shape"], portable=True)
+        with pytest.raises(DecodingError, match="does not verify"):
+            model.decompress(new["strings"], new["shape"], portable=True, grid_bits=first)
+    # a file written by the first portable mode: only flag bit 0
+    stream = dcae.codec.read_stream(dcae.encode(image, model=model, portable=True))
+    assert stream.grid_bits == PORTABLE_GRID_BITS
+    y, z = old["strings"]
+    old_file = pack(dataclasses.replace(stream, strings=(y[0], z[0]), grid_bits=first))
+    assert old_file[10] == 0x01
+    decoded = image_to_tensor(dcae.decode(old_file, model=model))[0]
+    assert decoded.shape == image.shape
+    assert float((decoded - image).abs().mean()) < 0.1
+
+
+def test_grid_bits_needs_portable_and_a_range(model, image):
+    with pytest.raises(ValueError, match="portable=True"):
+        model.compress(image, grid_bits=6)
+    for bad in (0, 32, 6.0, True):
+        with pytest.raises(ValueError, match="grid_bits"):
+            model.compress(image, portable=True, grid_bits=bad)
 
 
 def test_cli_compress_portable(tmp_path, model):

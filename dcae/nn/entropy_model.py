@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from ..errors import DCAEError
 from .dictionary import DictionaryCrossAttention
 from .slice_coders import (
-    PORTABLE_GRID_BITS,
     QUANTIZERS,
     Decoder,
     Encoder,
@@ -30,6 +29,7 @@ from .slice_coders import (
     SliceCoder,
     check_bytes,
     float64_copy,
+    portable_grid,
     round_around_means,
     snap,
 )
@@ -492,20 +492,24 @@ class DCAEEntropyModel(LatentCodec):
         """Check bytes in every string (see :mod:`dcae.slice_coders`)."""
         return check_bytes(self.num_slices)
 
-    def coding_copy(self, portable: bool) -> Tuple[DCAEEntropyModel, Optional[int]]:
+    def coding_copy(
+        self, portable: bool, grid_bits: Optional[int] = None
+    ) -> Tuple[DCAEEntropyModel, Optional[int]]:
         """``(model, grid)`` that codes: this model and no grid, or for
-        portable coding a float64 copy of it and :data:`PORTABLE_GRID_BITS`.
+        portable coding a float64 copy of it and the grid exponent
+        (:func:`~dcae.nn.slice_coders.portable_grid`).
 
         The copy (:func:`~dcae.nn.slice_coders.float64_copy`) is reused until
         this model's weights, buffers, submodules or flags change, runs eager
         (compiled submodules are unwrapped) and shares ``recorded_params``
         with this model.
         """
-        if not portable:
+        grid = portable_grid(portable, grid_bits)
+        if grid is None:
             return self, None
         em = float64_copy(self)
         em.recorded_params = self.recorded_params
-        return em, PORTABLE_GRID_BITS
+        return em, grid
 
     def compress(
         self,
@@ -514,6 +518,7 @@ class DCAEEntropyModel(LatentCodec):
         return_y_hat: bool = True,
         *,
         portable: bool = False,
+        grid_bits: Optional[int] = None,
     ) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape": (C, H, W),
         "y_hat"}``, one self-checking string per sample.
@@ -522,18 +527,20 @@ class DCAEEntropyModel(LatentCodec):
         needs (the last slice's residual prediction), as an encoder may.
 
         ``portable=True`` computes every entropy parameter in float64 with
-        the means and residual predictions snapped to a ``2^-16`` grid, so that
+        the means and residual predictions snapped to a grid of ``2^-grid_bits``
+        (default :data:`~dcae.nn.slice_coders.PORTABLE_GRID_BITS`), so that
         any backend, thread count, compiler, CPU or GPU decodes the strings
-        (decode them with ``portable=True`` too; see the format guide).  Give
-        it ``side_params`` computed in float64 as well (``DCAEModel`` does).
+        (decode them with the same ``portable`` and ``grid_bits``; see the
+        format guide).  Give it ``side_params`` computed in float64 as well
+        (``DCAEModel`` does).
         """
         self._check_y(y)
         self.recorded_params.clear()
-        em, grid = self.coding_copy(portable)
+        em, grid = self.coding_copy(portable, grid_bits)
         dtype = self.dictionary.dtype
         if portable:
             y, side_params = y.double(), side_params.double()
-        coder = Encoder(em, y, portable)
+        coder = Encoder(em, y, portable, grid)
         y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, grid)
         out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
@@ -547,26 +554,28 @@ class DCAEEntropyModel(LatentCodec):
         side_params: Tensor,
         *,
         portable: bool = False,
+        grid_bits: Optional[int] = None,
     ) -> Dict[str, Any]:
         """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` (one string per
         sample, as :meth:`compress` returns them) and the latent ``shape``
-        (``(C, H, W)`` or ``(H, W)``); ``portable`` as given to :meth:`compress`.
+        (``(C, H, W)`` or ``(H, W)``); ``portable`` and ``grid_bits`` as given
+        to :meth:`compress`.
 
         Raises:
             DecodingError: a string does not verify (wrong model, shape, slice
-                layout or string; truncation; drifted arithmetic), naming the
-                first slice that does not.
+                layout, coding mode or string; truncation; drifted arithmetic),
+                naming the first slice that does not.
             TypeError: ``strings`` is not a list holding one list of bytes.
             ValueError: ``shape`` or ``side_params`` do not fit this model.
         """
         y_strings = self._check_strings(strings, side_params)
         c, hh, ww = self._check_shape(shape)
         self.recorded_params.clear()
-        em, grid = self.coding_copy(portable)
+        em, grid = self.coding_copy(portable, grid_bits)
         dtype = self.dictionary.dtype
         if portable:
             side_params = side_params.double()
-        coder = Decoder(em, y_strings, (c, hh, ww), portable)
+        coder = Decoder(em, y_strings, (c, hh, ww), portable, grid)
         y_hat = em.run_slices(side_params, (hh, ww), coder, grid=grid)
         return {"y_hat": y_hat.to(dtype)}
 

@@ -129,10 +129,17 @@ class _HyperpriorLatentCodec(HyperpriorLatentCodec):
     (``portable``) to both of its codecs."""
 
     def compress(
-        self, y: Tensor, *, portable: bool = False, return_y_hat: bool = True
+        self,
+        y: Tensor,
+        *,
+        portable: bool = False,
+        grid_bits: Optional[int] = None,
+        return_y_hat: bool = True,
     ) -> Dict[str, Any]:
         hyper_out = self.hyper.compress(y, portable=portable)
-        y_out = self.y.compress(y, hyper_out["params"], return_y_hat, portable=portable)
+        y_out = self.y.compress(
+            y, hyper_out["params"], return_y_hat, portable=portable, grid_bits=grid_bits
+        )
         [z_strings] = hyper_out["strings"]
         out = {
             "strings": [*y_out["strings"], z_strings],
@@ -143,11 +150,18 @@ class _HyperpriorLatentCodec(HyperpriorLatentCodec):
         return out
 
     def decompress(
-        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
+        self,
+        strings: List[List[bytes]],
+        shape: Mapping[str, Any],
+        *,
+        portable: bool = False,
+        grid_bits: Optional[int] = None,
     ) -> Dict[str, Any]:
         *y_strings, z_strings = strings
         hyper_out = self.hyper.decompress([z_strings], shape["hyper"], portable=portable)
-        y_out = self.y.decompress(y_strings, shape["y"], hyper_out["params"], portable=portable)
+        y_out = self.y.decompress(
+            y_strings, shape["y"], hyper_out["params"], portable=portable, grid_bits=grid_bits
+        )
         return {"y_hat": y_out["y_hat"]}
 
 
@@ -401,7 +415,12 @@ class DCAEModel(SimpleVAECompressionModel):
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
     def compress(
-        self, x: Tensor, quality: Optional[float] = None, *, portable: bool = False
+        self,
+        x: Tensor,
+        quality: Optional[float] = None,
+        *,
+        portable: bool = False,
+        grid_bits: Optional[int] = None,
     ) -> Dict[str, Any]:
         """``{"strings": [y_strings, z_strings], "shape"}``, one string per
         sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
@@ -414,14 +433,18 @@ class DCAEModel(SimpleVAECompressionModel):
         needs nothing else.
 
         ``portable=True`` computes the entropy parameters (``h_s`` and the
-        entropy model) in float64 with snapped means so that the strings decode
-        on any backend, thread count, compiler or device; decode them with
-        ``portable=True`` too (the ``.dcae`` header records it).
+        entropy model) in float64 with the means and residual predictions
+        snapped to a grid of ``2^-grid_bits`` (default
+        :data:`~dcae.nn.slice_coders.PORTABLE_GRID_BITS`) so that the strings
+        decode on any backend, thread count, compiler or device; decode them
+        with the same ``portable`` and ``grid_bits`` (the ``.dcae`` header
+        records both).
 
         Raises:
             TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
                 with values in ``[0, 1]``; ``quality`` is not a real number in
-                range, or is given to a single-rate model.
+                range, or is given to a single-rate model; ``grid_bits``
+                without ``portable`` or out of range.
         """
         self._check_image(x, coding=True)
         q = self.check_quality(quality)
@@ -429,7 +452,9 @@ class DCAEModel(SimpleVAECompressionModel):
         if q is not None:
             y = y * self.gains(q, x.shape[0])[0]
         # no y_hat: the encoder skips the last slice's residual prediction
-        out = self.latent_codec.compress(y, portable=portable, return_y_hat=False)
+        out = self.latent_codec.compress(
+            y, portable=portable, grid_bits=grid_bits, return_y_hat=False
+        )
         shape: Dict[str, Any] = {
             "y": tuple(int(v) for v in out["shape"]["y"]),
             "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
@@ -440,10 +465,15 @@ class DCAEModel(SimpleVAECompressionModel):
         return {"strings": out["strings"], "shape": shape}
 
     def decompress(
-        self, strings: List[List[bytes]], shape: Mapping[str, Any], *, portable: bool = False
+        self,
+        strings: List[List[bytes]],
+        shape: Mapping[str, Any],
+        *,
+        portable: bool = False,
+        grid_bits: Optional[int] = None,
     ) -> Dict[str, Tensor]:
         """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present;
-        ``portable`` as given to :meth:`compress`.
+        ``portable`` and ``grid_bits`` as given to :meth:`compress`.
 
         Raises:
             DecodingError: a ``y`` string does not verify (other weights, a
@@ -485,7 +515,9 @@ class DCAEModel(SimpleVAECompressionModel):
             )
         z_symbols = self.config.z_channels * hyper[0] * hyper[1]
         z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
-        out = self.latent_codec.decompress([y_strings, z_guarded], shape, portable=portable)
+        out = self.latent_codec.decompress(
+            [y_strings, z_guarded], shape, portable=portable, grid_bits=grid_bits
+        )
         y_hat = out["y_hat"]
         if self.variable_rate:
             y_hat = y_hat * inv_gain

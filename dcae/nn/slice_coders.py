@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .entropy_model import DCAEEntropyModel
 
 __all__ = [
+    "FIRST_PORTABLE_GRID_BITS",
+    "GRID_BITS_RANGE",
     "PORTABLE_GRID_BITS",
     "QUANTIZERS",
     "Decoder",
@@ -66,6 +68,7 @@ __all__ = [
     "guard",
     "pack_checks",
     "float64_copy",
+    "portable_grid",
     "round_around_means",
     "snap",
     "string_seed",
@@ -76,8 +79,13 @@ __all__ = [
 #: values of ``DCAEEntropyModel(quantizer=...)``: how ``y_hat`` is formed in training
 QUANTIZERS = ("ste", "noise")
 
-#: portable coding snaps means and latent residual predictions to multiples of 2^-this
-PORTABLE_GRID_BITS = 16
+#: portable coding snaps means and latent residual predictions to multiples of
+#: 2^-this (``benchmarks/portable_grid.py``: the coarsest grid with no measurable cost)
+PORTABLE_GRID_BITS = 6
+#: the grid of the first portable streams (dcae before 2026-12-05), still decoded
+FIRST_PORTABLE_GRID_BITS = 16
+#: grids a stream may use
+GRID_BITS_RANGE = (1, 31)
 
 _SLICE_CHECK_BITS = 4
 _LAST_CHECK_BITS = 24
@@ -340,16 +348,47 @@ def symbol_crc(symbols: Tensor, crc: int) -> int:
 
 
 def string_seed(
-    shape: Tuple[int, int, int], slice_sizes: Sequence[int], passes: int, portable: bool = False
+    shape: Tuple[int, int, int],
+    slice_sizes: Sequence[int],
+    passes: int,
+    portable: bool = False,
+    grid_bits: Optional[int] = None,
 ) -> int:
     """The CRC seed of a string: the latent ``(C, H, W)``, the slice layout,
     the number of coding passes per slice and the coding mode (portable or
-    not), so a string decoded in the other mode never verifies."""
+    not, and the portable grid), so a string decoded in another mode never
+    verifies.  ``grid_bits`` as for :func:`portable_grid`; the first portable
+    grid (:data:`FIRST_PORTABLE_GRID_BITS`) keeps the seed it always had."""
+    grid = portable_grid(portable, grid_bits)
     c, h, w = (int(v) for v in shape)
     head = struct.pack(">IIIB", c, h, w, int(portable)) + struct.pack(
         f">I{len(slice_sizes)}IB", len(slice_sizes), *slice_sizes, passes
     )
+    if grid is not None and grid != FIRST_PORTABLE_GRID_BITS:
+        head += struct.pack(">B", grid)
     return zlib.crc32(_SEED_TAG + head) & 0xFFFFFFFF
+
+
+def portable_grid(portable: bool, grid_bits: Optional[int] = None) -> Optional[int]:
+    """The grid exponent of a coding mode: ``None`` when not portable, else
+    ``grid_bits`` (default :data:`PORTABLE_GRID_BITS`; give
+    :data:`FIRST_PORTABLE_GRID_BITS` to decode streams of the first portable
+    mode).
+
+    Raises:
+        ValueError: ``grid_bits`` without ``portable``, or not an int in
+            :data:`GRID_BITS_RANGE`.
+    """
+    if not portable:
+        if grid_bits is not None:
+            raise ValueError("grid_bits is a setting of portable coding: pass portable=True")
+        return None
+    if grid_bits is None:
+        return PORTABLE_GRID_BITS
+    lo, hi = GRID_BITS_RANGE
+    if isinstance(grid_bits, bool) or not isinstance(grid_bits, int) or not lo <= grid_bits <= hi:
+        raise ValueError(f"grid_bits must be an int in [{lo}, {hi}], got {grid_bits!r}")
+    return grid_bits
 
 
 def check_bytes(num_slices: int) -> int:
@@ -452,11 +491,16 @@ class _SymbolCoder(SliceCoder):
     of the slice being coded, the running CRC of every sample."""
 
     def __init__(
-        self, em: DCAEEntropyModel, shape: Tuple[int, int, int], batch: int, portable: bool
+        self,
+        em: DCAEEntropyModel,
+        shape: Tuple[int, int, int],
+        batch: int,
+        portable: bool,
+        grid_bits: Optional[int] = None,
     ):
         self.em = em
         self.tables = em.coding_tables()
-        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, portable)
+        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, portable, grid_bits)
         self.crc = [seed] * batch
         self.symbols: Optional[Tensor] = None
 
@@ -477,8 +521,15 @@ class _SymbolCoder(SliceCoder):
 class Encoder(_SymbolCoder):
     """rANS encoding of ``y``, one string per sample (see the module docstring)."""
 
-    def __init__(self, em: DCAEEntropyModel, y: Tensor, portable: bool = False):
-        super().__init__(em, (y.shape[1], y.shape[2], y.shape[3]), y.shape[0], portable)
+    def __init__(
+        self,
+        em: DCAEEntropyModel,
+        y: Tensor,
+        portable: bool = False,
+        grid_bits: Optional[int] = None,
+    ):
+        shape = (y.shape[1], y.shape[2], y.shape[3])
+        super().__init__(em, shape, y.shape[0], portable, grid_bits)
         self.y_slices = y.split(em.slice_sizes, dim=1)
         self.rans = [BufferedRansEncoder() for _ in range(y.shape[0])]
         self.crcs: List[List[int]] = [[] for _ in range(y.shape[0])]
@@ -514,8 +565,9 @@ class Decoder(_SymbolCoder):
         strings: Sequence[bytes],
         shape: Tuple[int, int, int],
         portable: bool = False,
+        grid_bits: Optional[int] = None,
     ):
-        super().__init__(em, shape, len(strings), portable)
+        super().__init__(em, shape, len(strings), portable, grid_bits)
         n = em.num_slices
         head = check_bytes(n)
         symbols = shape[0] * shape[1] * shape[2]
