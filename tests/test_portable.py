@@ -149,8 +149,23 @@ def test_encode_records_the_mode_and_decode_follows_it(model, image):
         data = dcae.encode(image, model=model, portable=portable)
         stream = dcae.codec.read_stream(data)
         assert stream.portable is portable
+        assert stream.grid_bits == (PORTABLE_GRID_BITS if portable else None)
         decoded = dcae.decode(data, model=model)
         assert decoded.size == (image.shape[3], image.shape[2])
+
+
+def test_files_are_portable_by_default_for_dcae_models_only(model, image):
+    """``dcae.encode`` writes portable files with DCAE models unless told not
+    to; models without the mode (any other CompressAI model) code as always."""
+    from compressai.models import FactorizedPrior
+
+    assert dcae.codec.read_stream(dcae.encode(image, model=model)).portable
+    torch.manual_seed(0)
+    other = FactorizedPrior(8, 8).eval()
+    other.update(force=True)
+    assert not dcae.codec.read_stream(dcae.encode(image, model=other)).portable
+    with pytest.raises(ValueError, match="portable coding is a DCAE mode"):
+        dcae.encode(image, model=other, portable=True)
 
 
 def test_portable_flag_and_grid_in_the_header():
@@ -243,11 +258,12 @@ def test_cli_compress_portable(tmp_path, model):
     from PIL import Image
 
     Image.open(IMAGE).crop((0, 0, 96, 64)).save(src)
-    out = tmp_path / "in.dcae"
-    assert main(["compress", str(src), "-o", str(out), "--portable", "-q"]) == 0
-    assert dcae.codec.read_stream(out).portable
-    assert main(["decompress", str(out), "-o", str(tmp_path / "out.png"), "-q"]) == 0
-    assert Image.open(tmp_path / "out.png").size == (96, 64)
+    for flag, portable in (([], True), (["--portable"], True), (["--no-portable"], False)):
+        out = tmp_path / "in.dcae"
+        assert main(["compress", str(src), "-o", str(out), "-f", "-q", *flag]) == 0
+        assert dcae.codec.read_stream(out).portable is portable
+        assert main(["decompress", str(out), "-o", str(tmp_path / "out.png"), "-f", "-q"]) == 0
+        assert Image.open(tmp_path / "out.png").size == (96, 64)
 
 
 @pytest.mark.parametrize(
