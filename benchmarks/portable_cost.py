@@ -5,11 +5,15 @@ Two tables:
 * **layers**: the dense float64 convolutions that dominate portable coding,
   at the shapes of the shipped model's mean/scale/LRP networks (a 48x32
   latent, Kodak): float32 ``conv2d`` (oneDNN), float64 ``conv2d`` (PyTorch's
-  im2col fallback) and the float64 per-tap products portable coding uses
-  (:class:`dcae.nn.slice_coders._DenseConv64`); median of 15 calls.
+  im2col fallback), one float64 product per kernel tap
+  (``dcae.nn.slice_coders._DenseConv64``, for other kernel sizes) and the
+  float64 Winograd F(2x2, 3x3) portable coding uses for 3x3 kernels
+  (``_WinogradConv64``); median of 15 calls.
 * **codec**: compress + decompress of the shipped model in both modes,
-  interleaved in one process, per thread count; median of ``--repeats`` runs
-  per image, then the median over images, and the ratio portable / default.
+  interleaved in one process, per thread count: the median time of each mode
+  over ``--repeats`` runs of every image, and the ratio portable / default
+  of each adjacent pair of runs (median and interquartile range), which
+  shrugs off the drift of a shared machine.
 
 Usage::
 
@@ -52,25 +56,29 @@ def _median_ms(fn: Callable[..., object], *args: object, n: int = 15) -> float:
 
 
 def _layers() -> None:
-    from dcae.nn.slice_coders import _DenseConv64
+    from dcae.nn.slice_coders import _DenseConv64, _WinogradConv64
 
-    print("| layer (48x32) | float32 conv2d | float64 conv2d | float64 per-tap | per-tap / f32 |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| layer (48x32) | float32 conv2d | float64 conv2d | float64 per-tap "
+        "| float64 Winograd | Winograd / f32 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for cin, cout in ((384, 64), (352, 64), (320, 64), (288, 64), (64, 48), (48, 32)):
         torch.manual_seed(0)
         conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
         x = torch.randn(1, cin, 32, 48)
         conv64 = torch.nn.Conv2d(cin, cout, 3, padding=1).double()
         conv64.load_state_dict(conv.state_dict())
-        dense = _DenseConv64(conv64)
+        dense, winograd = _DenseConv64(conv64), _WinogradConv64(conv64)
         x64 = x.double()
         with torch.no_grad():
             t32 = _median_ms(conv, x)
             t64 = _median_ms(F.conv2d, x64, conv64.weight, conv64.bias, 1, 1)
             tap = _median_ms(dense, x64)
+            wino = _median_ms(winograd, x64)
         print(
             f"| {cin} -> {cout}, 3x3 | {t32:.2f} ms | {t64:.2f} ms | {tap:.2f} ms "
-            f"| {tap / t32:.2f}x |"
+            f"| {wino:.2f} ms | {wino / t32:.2f}x |"
         )
 
 
@@ -98,26 +106,29 @@ def main(argv: List[str] = None) -> int:
             torch.set_num_threads(1)
             print("\nlayers, 1 thread:\n")
             _layers()
-        print("\n| threads | default | portable | portable / default |")
+        print("\n| threads | default | portable | portable / default (median, IQR of pairs) |")
         print("|---:|---:|---:|---:|")
         for n in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(n)
-            per_image = {False: [], True: []}
+            times = {False: [], True: []}
+            ratios = []
             for path in files:
                 x = image_to_tensor(path)[0]
-                runs = {False: [], True: []}
                 for rep in range(args.repeats + 1):  # the first round warms up
+                    pair = {}
                     for portable in (False, True):
                         with torch.inference_mode():
                             t0 = time.perf_counter()
                             out = model.compress(x, args.quality, portable=portable)
                             model.decompress(out["strings"], out["shape"], portable=portable)
-                            if rep:
-                                runs[portable].append(time.perf_counter() - t0)
-                for portable in (False, True):
-                    per_image[portable].append(statistics.median(runs[portable]))
-            d, p = (statistics.median(per_image[k]) for k in (False, True))
-            print(f"| {n} | {d:.3f} s | {p:.3f} s | {p / d:.2f}x |")
+                            pair[portable] = time.perf_counter() - t0
+                    if rep:
+                        times[False].append(pair[False])
+                        times[True].append(pair[True])
+                        ratios.append(pair[True] / pair[False])
+            q1, q2, q3 = statistics.quantiles(ratios, n=4)
+            d, p = (statistics.median(times[k]) for k in (False, True))
+            print(f"| {n} | {d:.3f} s | {p:.3f} s | {q2:.2f}x ({q1:.2f}-{q3:.2f}) |")
     finally:
         torch.set_num_threads(saved)
     return 0

@@ -290,17 +290,28 @@ def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, 
 
 
 @pytest.mark.parametrize(
-    "channels, kernel, padding, size",
-    [(48, 3, 1, (13, 19)), (300, 3, 1, (7, 5)), (40, (3, 5), (0, 2), (4, 9)), (32, 5, 2, (1, 1))],
+    "layer, channels, kernel, padding, size, batch",
+    [
+        ("_WinogradConv64", 48, 3, 1, (13, 19), 2),  # odd output: a cut tile
+        ("_WinogradConv64", 300, 3, 1, (32, 48), 1),  # a first layer of the shipped model
+        ("_WinogradConv64", 40, 3, (0, 2), (4, 9), 1),
+        ("_WinogradConv64", 32, 3, 1, (1, 1), 1),
+        ("_DenseConv64", 40, (3, 5), (0, 2), (4, 9), 2),
+        ("_DenseConv64", 32, 5, 2, (1, 1), 1),
+    ],
 )
-def test_float64_dense_convolution_equals_conv2d(channels, kernel, padding, size):
-    from dcae.nn.slice_coders import _DenseConv64, float64_copy
+def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, size, batch):
+    """The float64 replacements of dense convolutions (Winograd F(2x2, 3x3)
+    for 3x3 kernels, one product per tap otherwise) compute ``conv2d`` to a
+    few ulps, for contiguous and channels-last inputs, any padding and odd
+    sizes; layers they do not fit are left to ``conv2d``."""
+    from dcae.nn import slice_coders
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(channels, 17, kernel, padding=padding)
-    net = float64_copy(torch.nn.Sequential(conv))
-    assert isinstance(net[0], _DenseConv64)
-    x = torch.randn(2, channels, *size, dtype=torch.float64)
+    net = slice_coders.float64_copy(torch.nn.Sequential(conv))
+    assert type(net[0]).__name__ == layer
+    x = torch.randn(batch, channels, *size, dtype=torch.float64)
     # a channels-last view, as a permuted feature map arrives
     x_cl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     with torch.no_grad():
@@ -311,16 +322,18 @@ def test_float64_dense_convolution_equals_conv2d(channels, kernel, padding, size
             out = net(inp)
             assert out.shape == expected.shape and out.is_contiguous()
             torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    with pytest.raises(RuntimeError, match="Kernel size"):  # conv2d's own error
+        net(torch.zeros(1, channels, 0, 0, dtype=torch.float64))
     for other in (
         torch.nn.Conv2d(64, 8, 1),  # 1x1: already a single product
         torch.nn.Conv2d(64, 8, 3, stride=2),
         torch.nn.Conv2d(64, 8, 3, dilation=2),
         torch.nn.Conv2d(8, 8, 3),  # too narrow to gain
         torch.nn.Conv2d(64, 8, 3, padding_mode="reflect"),
+        torch.nn.Conv2d(64, 8, 3, groups=2),
     ):
-        assert not _DenseConv64.handles(other)
-    with pytest.raises(RuntimeError, match="Kernel size"):  # conv2d's own error
-        net(torch.zeros(1, channels, 1, 1, dtype=torch.float64)[..., :0, :0])
+        assert not slice_coders._WinogradConv64.handles(other)
+        assert not slice_coders._DenseConv64.handles(other)
 
 
 def test_float64_copy_reads_permuted_inputs_contiguously():

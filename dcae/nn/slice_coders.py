@@ -191,11 +191,13 @@ def _make_float64_copy(module: nn.Module) -> nn.Module:
             for attr, sub in list(child._modules.items()):
                 if sub is not None and hasattr(sub, "_orig_mod"):
                     child._modules[attr] = sub._orig_mod
-        copied = copied.to(torch.float64)
+        copied = copied.to(torch.float64).requires_grad_(False)  # coding needs no gradients
         for child in list(copied.modules()):
             for attr, sub in list(child._modules.items()):
                 if _DepthwiseConv64.handles(sub):
                     child._modules[attr] = _DepthwiseConv64(sub)  # type: ignore[arg-type]
+                elif _WinogradConv64.handles(sub):
+                    child._modules[attr] = _WinogradConv64(sub)  # type: ignore[arg-type]
                 elif _DenseConv64.handles(sub):
                     child._modules[attr] = _DenseConv64(sub)  # type: ignore[arg-type]
                 elif type(sub) in _CONTIGUOUS:
@@ -238,11 +240,13 @@ class _DepthwiseConv64(nn.Module):
         w = x.shape[-1] + 2 * pw - dw * (kw - 1)
         xp = F.pad(x, (pw, pw, ph, ph))
         weight = self.weight[:, 0]
-        out = x.new_zeros(x.shape[0], x.shape[1], h, w)
+        out: Optional[Tensor] = None
         for i in range(kh):
             for j in range(kw):
                 tap = weight[:, i, j].view(1, -1, 1, 1)
-                out += xp[:, :, i * dh : i * dh + h, j * dw : j * dw + w] * tap
+                shifted = xp[:, :, i * dh : i * dh + h, j * dw : j * dw + w]
+                out = shifted * tap if out is None else out.addcmul_(shifted, tap)
+        assert out is not None
         if self.bias is not None:
             out += self.bias.view(1, -1, 1, 1)
         return out
@@ -306,6 +310,111 @@ class _DenseConv64(nn.Module):
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         return out.contiguous()
+
+
+class _WinogradConv64(nn.Module):
+    """A dense 3x3 ``Conv2d`` (stride 1, no dilation, zero padding, at least
+    :attr:`MIN_CHANNELS` input channels) by Winograd's minimal filtering
+    F(2x2, 3x3) (Lavin and Gray, CVPR 2016): 16 matrix products over 2x2
+    output tiles instead of 9 over every output, 2.25x fewer multiplications.
+
+    The input and output transforms have coefficients 0 and +-1 (exact sums),
+    the kernel transform ``G g G^T`` halves (exact in binary) and is made once
+    per float64 copy; in float64 the result differs from ``conv2d`` by a few
+    ulps of the largest output (4e-15 relative for the 352 -> 64 layer), like
+    any other reduction order.  These layers open every mean, scale and
+    residual network, where they are half of portable coding's float64 work.
+    """
+
+    #: fewest input channels handled here
+    MIN_CHANNELS = 32
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.padding = conv.padding
+        g = torch.tensor(
+            [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
+            dtype=conv.weight.dtype,
+            device=conv.weight.device,
+        )
+        with torch.no_grad():
+            u = g @ conv.weight @ g.T  # (out, in, 4, 4)
+        self.register_buffer(
+            "transformed",
+            u.permute(2, 3, 0, 1).reshape(16, self.out_channels, self.in_channels).contiguous(),
+            persistent=False,
+        )
+
+    @classmethod
+    def handles(cls, m: Optional[nn.Module]) -> bool:
+        return (
+            type(m) is nn.Conv2d
+            and m.groups == 1
+            and m.in_channels >= cls.MIN_CHANNELS
+            and m.kernel_size == (3, 3)
+            and m.stride == (1, 1)
+            and m.dilation == (1, 1)
+            and m.padding_mode == "zeros"
+            and isinstance(m.padding, tuple)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        ph, pw = self.padding
+        if (
+            x.dim() != 4
+            or x.shape[1] != self.in_channels
+            or x.shape[2] + 2 * ph < 3
+            or x.shape[3] + 2 * pw < 3
+        ):
+            return F.conv2d(x, self.weight, self.bias, padding=self.padding)  # its own error
+        y = _winograd(x, self.transformed, self.padding)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y.contiguous()
+
+
+def _winograd(x: Tensor, transformed: Tensor, padding: Tuple[int, int]) -> Tensor:
+    """F(2x2, 3x3) of ``x`` ``(n, c, H, W)`` with kernels already transformed
+    (``(16, k, c)``), no bias: ``(n, k, H + 2 ph - 2, W + 2 pw - 2)``, not
+    contiguous."""
+    ph, pw = padding
+    n, c = x.shape[0], x.shape[1]
+    k = transformed.shape[1]
+    oh, ow = x.shape[2] + 2 * ph - 2, x.shape[3] + 2 * pw - 2
+    th, tw = (oh + 1) // 2, (ow + 1) // 2  # 2x2 output tiles, 4x4 input tiles
+    xp = F.pad(x, (pw, pw + ow % 2, ph, ph + oh % 2))
+    out = x.new_empty(n, k, th, 2, tw, 2)
+    for b in range(n):
+        # V = B^T d B over all tiles: rows, then columns (B^T = [[1,0,-1,0],
+        # [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]); even/odd rows are tile offsets
+        rows = x.new_empty(4, c, th, xp.shape[-1])
+        _b_transform(xp[b, :, 0::2], xp[b, :, 1::2], th, rows)
+        v = x.new_empty(4, 4, c, th, tw)
+        _b_transform(rows[..., 0::2], rows[..., 1::2], tw, v.transpose(0, 1), last=True)
+        m = torch.bmm(transformed, v.view(16, c, th * tw)).view(4, 4, k, th, tw)
+        # Y = A^T M A, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+        half = torch.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])  # (2, 4, k, th, tw)
+        tile = out[b].permute(2, 4, 0, 1, 3)  # (2, 2, k, th, tw) view
+        tile[:, 0] = half[:, 0] + half[:, 1] + half[:, 2]
+        tile[:, 1] = half[:, 1] - half[:, 2] - half[:, 3]
+    return out.view(n, k, 2 * th, 2 * tw)[:, :, :oh, :ow]
+
+
+def _b_transform(even: Tensor, odd: Tensor, n: int, out: Tensor, last: bool = False) -> None:
+    """``B^T d`` along one axis for ``n`` tiles of 4 at stride 2, whose rows
+    (or, with ``last``, columns) ``2i, 2i + 1, 2i + 2, 2i + 3`` are ``even[i],
+    odd[i], even[i + 1], odd[i + 1]``; written to ``out[0..3]``."""
+    if last:
+        e0, e1, o0, o1 = even[..., :n], even[..., 1 : n + 1], odd[..., :n], odd[..., 1 : n + 1]
+    else:
+        e0, e1, o0, o1 = even[:, :n], even[:, 1 : n + 1], odd[:, :n], odd[:, 1 : n + 1]
+    torch.sub(e0, e1, out=out[0])
+    torch.add(o0, e1, out=out[1])
+    torch.sub(e1, o0, out=out[2])
+    torch.sub(o0, o1, out=out[3])
 
 
 class _ContiguousLinear(nn.Linear):
