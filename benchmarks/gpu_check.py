@@ -614,7 +614,8 @@ def coding_modes() -> Dict[str, Dict[str, Any]]:
     """``dcae.encode`` keyword arguments per coding mode this dcae has."""
     modes: Dict[str, Dict[str, Any]] = {"default": {}}
     if "portable" in inspect.signature(dcae.encode).parameters:
-        modes["portable"] = {"portable": True}
+        # float32 coding (dcae.encode's default before portable files were)
+        modes = {"float32": {"portable": False}, "portable": {"portable": True}}
     return modes
 
 

@@ -258,10 +258,10 @@ class _DenseConv64(nn.Module):
     matrix product per kernel tap.
 
     PyTorch's float64 fallback builds the whole ``(C k k) x (H W)`` im2col
-    matrix first; for the wide layers that open every mean, scale and
-    residual network that copy costs more than the product itself (21.6 ms
-    against 7.8 ms for 352 -> 64 channels at 3x3 on 48x32, 2 threads;
-    ``benchmarks/portable_cost.py``).  Here the padded input is read as one
+    matrix first; for wide layers that copy costs more than the product
+    itself (37 ms against 16 ms for 352 -> 64 channels at 3x3 on 48x32, one
+    thread; ``benchmarks/portable_cost.py``).  3x3 kernels go to
+    :class:`_WinogradConv64`; this serves the other sizes.  The padded input is read as one
     flat row per channel, tap ``(i, j)`` is a column offset into those rows
     (a view, no copy), and the ``k*k`` products are accumulated in a fixed
     order; the columns that wrap around a row are cut off at the end."""
