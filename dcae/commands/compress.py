@@ -81,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     pairs, is_dir = jobs.collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
     jobs.check_outputs(pairs, args.force, is_dir)
     max_pixels = args.max_pixels or None
-    shipped = args.checkpoint is None
     model, quality = resolve_model(
         quality=args.quality, checkpoint=args.checkpoint, name=args.model
     )
@@ -93,11 +92,10 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         img = open_image(src, max_pixels=max_pixels)
         options = {"padding": args.padding, "portable": args.portable, "max_pixels": max_pixels}
-        given = None if shipped else model  # None: the shipped model, cached by encode
-        if args.target_bpp is not None:
-            q, data = find_quality(img, args.target_bpp, model=given, **options)
+        if args.target_bpp is not None:  # the model resolved above: loaded once
+            q, data = find_quality(img, args.target_bpp, model=model, **options)
         else:
-            q, data = quality, encode(img, model=given, quality=args.quality, **options)
+            q, data = quality, encode(img, model=model, quality=args.quality, **options)
         jobs.write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height
