@@ -252,7 +252,42 @@ class _DepthwiseConv64(nn.Module):
         return out
 
 
-class _DenseConv64(nn.Module):
+class _Conv64(nn.Module):
+    """What the float64 replacements of a dense ``Conv2d`` share: its weight,
+    bias, sizes and padding, and the layers they take (stride 1, no
+    dilation, zero padding, one group, at least :attr:`MIN_CHANNELS` inputs,
+    a kernel that :meth:`fits`)."""
+
+    #: fewest input channels handled (below that conv2d is as fast)
+    MIN_CHANNELS = 32
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel = conv.kernel_size
+        self.padding = conv.padding
+
+    @staticmethod
+    def fits(kernel: Tuple[int, ...]) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def handles(cls, m: Optional[nn.Module]) -> bool:
+        return (
+            type(m) is nn.Conv2d
+            and m.groups == 1
+            and m.in_channels >= cls.MIN_CHANNELS
+            and cls.fits(m.kernel_size)
+            and m.stride == (1, 1)
+            and m.dilation == (1, 1)
+            and m.padding_mode == "zeros"
+            and isinstance(m.padding, tuple)
+        )
+
+
+class _DenseConv64(_Conv64):
     """A dense ``Conv2d`` (stride 1, no dilation, zero padding, a kernel
     larger than 1x1, at least :attr:`MIN_CHANNELS` input channels) as one
     matrix product per kernel tap.
@@ -266,29 +301,9 @@ class _DenseConv64(nn.Module):
     (a view, no copy), and the ``k*k`` products are accumulated in a fixed
     order; the columns that wrap around a row are cut off at the end."""
 
-    #: fewest input channels handled here (below that conv2d is as fast)
-    MIN_CHANNELS = 32
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.weight = conv.weight
-        self.bias = conv.bias
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel = conv.kernel_size
-        self.padding = conv.padding
-
-    @classmethod
-    def handles(cls, m: Optional[nn.Module]) -> bool:
-        return (
-            type(m) is nn.Conv2d
-            and m.groups == 1
-            and m.in_channels >= cls.MIN_CHANNELS
-            and m.kernel_size != (1, 1)
-            and m.stride == (1, 1)
-            and m.dilation == (1, 1)
-            and m.padding_mode == "zeros"
-            and isinstance(m.padding, tuple)
-        )
+    @staticmethod
+    def fits(kernel: Tuple[int, ...]) -> bool:
+        return kernel != (1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         (kh, kw), (ph, pw) = self.kernel, self.padding
@@ -312,7 +327,7 @@ class _DenseConv64(nn.Module):
         return out.contiguous()
 
 
-class _WinogradConv64(nn.Module):
+class _WinogradConv64(_Conv64):
     """A dense 3x3 ``Conv2d`` (stride 1, no dilation, zero padding, at least
     :attr:`MIN_CHANNELS` input channels) by Winograd's minimal filtering
     F(2x2, 3x3) (Lavin and Gray, CVPR 2016): 16 matrix products over 2x2
@@ -326,15 +341,8 @@ class _WinogradConv64(nn.Module):
     residual network, where they are half of portable coding's float64 work.
     """
 
-    #: fewest input channels handled here
-    MIN_CHANNELS = 32
-
     def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.weight = conv.weight
-        self.bias = conv.bias
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.padding = conv.padding
+        super().__init__(conv)
         g = torch.tensor(
             [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
             dtype=conv.weight.dtype,
@@ -348,18 +356,9 @@ class _WinogradConv64(nn.Module):
             persistent=False,
         )
 
-    @classmethod
-    def handles(cls, m: Optional[nn.Module]) -> bool:
-        return (
-            type(m) is nn.Conv2d
-            and m.groups == 1
-            and m.in_channels >= cls.MIN_CHANNELS
-            and m.kernel_size == (3, 3)
-            and m.stride == (1, 1)
-            and m.dilation == (1, 1)
-            and m.padding_mode == "zeros"
-            and isinstance(m.padding, tuple)
-        )
+    @staticmethod
+    def fits(kernel: Tuple[int, ...]) -> bool:
+        return kernel == (3, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         ph, pw = self.padding
