@@ -373,6 +373,7 @@ def test_float64_copy_is_reused_until_the_module_changes():
     """The float64 copy is kept while nothing it depends on changes and made
     afresh after an in-place weight update, new buffers, a train flag or a
     swapped submodule; its numbers always follow the current weights."""
+    from dcae.nn import slice_coders
     from dcae.nn.slice_coders import float64_copy
 
     torch.manual_seed(0)
@@ -402,3 +403,6 @@ def test_float64_copy_is_reused_until_the_module_changes():
     with torch.inference_mode():
         frozen = torch.nn.Linear(2, 2)  # inference tensors: no versions, no reuse
     assert float64_copy(frozen) is not float64_copy(frozen)
+    kept = float64_copy(net)
+    slice_coders.clear_float64_copies()  # memory back on request
+    assert float64_copy(net) is not kept
