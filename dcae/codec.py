@@ -449,7 +449,7 @@ def encode(
         portable: code the entropy parameters in DCAE's portable mode (float64,
             means on a 2^-6 grid), so that the file decodes under any attention
             backend, thread count, compiler or device; recorded in the header.
-            Default: on for DCAE models (it costs about 1.4x the coding time
+            Default: on for DCAE models (it costs about 1.3x the coding time
             on a CPU and no measurable rate; format guide, "Portable
             coding"), off for other models, which do not have it.
             ``portable=False`` writes a file that may only decode on the same

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="portable coding (the default for DCAE models): the file decodes under any "
-        "attention backend, thread count, compiler or device, for about 1.4x the coding time "
+        "attention backend, thread count, compiler or device, for about 1.3x the coding time "
         "on a CPU; --no-portable writes a file that may only decode on the same backend and "
         "device",
     )
