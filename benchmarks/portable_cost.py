@@ -128,7 +128,7 @@ def main(argv: List[str] = None) -> int:
                         ratios.append(pair[True] / pair[False])
             q1, q2, q3 = statistics.quantiles(ratios, n=4)
             d, p = (statistics.median(times[k]) for k in (False, True))
-            print(f"| {n} | {d:.3f} s | {p:.3f} s | {q2:.2f}x ({q1:.2f}-{q3:.2f}) |")
+            print(f"| {n} | {d:.3f} s | {p:.3f} s | {q2:.3f}x ({q1:.3f}-{q3:.3f}) |")
     finally:
         torch.set_num_threads(saved)
     return 0

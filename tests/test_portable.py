@@ -406,3 +406,28 @@ def test_float64_copy_is_reused_until_the_module_changes():
     kept = float64_copy(net)
     slice_coders.clear_float64_copies()  # memory back on request
     assert float64_copy(net) is not kept
+
+
+def test_paired_first_layers_give_the_same_bits():
+    """The mean and scale networks' first layers computed as one product give
+    bit for bit what each computes alone; a follower called with another
+    tensor than its leader's computes alone."""
+    from dcae.nn.slice_coders import _PairedWinogradConv64, float64_copy, pair_first_layers
+
+    torch.manual_seed(0)
+
+    def net():
+        return torch.nn.Sequential(torch.nn.Conv2d(40, 16, 3, padding=1), torch.nn.GELU())
+
+    mean, scale = float64_copy(net()), float64_copy(net())
+    x = torch.randn(1, 40, 9, 14, dtype=torch.float64)
+    other = torch.randn_like(x)
+    with torch.no_grad():
+        alone = mean(x), scale(x), scale(other)
+        assert pair_first_layers(mean, scale)
+        assert isinstance(mean[0], _PairedWinogradConv64)
+        assert torch.equal(mean(x), alone[0]) and torch.equal(scale(x), alone[1])
+        mean(x)  # leaves scale's part of x pending
+        assert torch.equal(scale(other), alone[2])  # another tensor: computed alone
+        assert torch.equal(scale(x), alone[1])  # nothing pending any more: alone
+    assert not pair_first_layers(float64_copy(net()), torch.nn.Sequential(torch.nn.Linear(2, 2)))

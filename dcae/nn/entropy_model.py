@@ -29,6 +29,7 @@ from .slice_coders import (
     SliceCoder,
     check_bytes,
     float64_copy,
+    pair_first_layers,
     portable_grid,
     round_around_means,
     snap,
@@ -508,6 +509,10 @@ class DCAEEntropyModel(LatentCodec):
         if grid is None:
             return self, None
         em = float64_copy(self)
+        if "_paired" not in em.__dict__:  # once per copy: mean and scale read one support
+            for i in range(em.num_slices):
+                pair_first_layers(em.mean_transforms[i], em.scale_transforms[i])
+            em.__dict__["_paired"] = True
         em.recorded_params = self.recorded_params
         return em, grid
 

@@ -69,6 +69,7 @@ __all__ = [
     "guard",
     "pack_checks",
     "float64_copy",
+    "pair_first_layers",
     "portable_grid",
     "round_around_means",
     "snap",
@@ -415,6 +416,78 @@ def _winograd(x: Tensor, transformed: Tensor, padding: Tuple[int, int]) -> Tenso
         tile[:, 0] = half[:, 0] + half[:, 1] + half[:, 2]
         tile[:, 1] = half[:, 1] - half[:, 2] - half[:, 3]
     return out.view(n, k, 2 * th, 2 * tw)[:, :, :oh, :ow]
+
+
+def pair_first_layers(first: nn.Module, second: nn.Module) -> bool:
+    """Let two networks of a float64 copy that read the same input tensor
+    (the mean and scale networks of a slice read its support ``[X_i, F_i]``)
+    compute their first 3x3 convolutions (:class:`_WinogradConv64`) as one:
+    one input transform and one product of both layers' output channels
+    (13.1 ms for 128 output channels against 2 x 8.0 ms for 64, 352 inputs,
+    one thread; portable coding of the shipped model about 3 % faster).
+    ``first`` computes both when called and hands ``second`` its part if
+    ``second`` is then called with the very same tensor; otherwise ``second``
+    computes alone, so the results never depend on the pairing (they are
+    the same bits: every output channel is the same dot products).  Returns
+    whether the two fit (``nn.Sequential`` networks opening with such layers
+    of one input width and padding)."""
+    layers = [n[0] if isinstance(n, nn.Sequential) and len(n) else None for n in (first, second)]
+    a, b = layers
+    if not (
+        isinstance(a, _WinogradConv64)
+        and isinstance(b, _WinogradConv64)
+        and a.in_channels == b.in_channels
+        and a.padding == b.padding
+    ):
+        return False
+    pair = _Pair(a, b)
+    first[0] = _PairedWinogradConv64(a, pair, leader=True)  # type: ignore[index]
+    second[0] = _PairedWinogradConv64(b, pair, leader=False)  # type: ignore[index]
+    return True
+
+
+class _Pair:
+    """The joint kernels of two paired layers, and the part the leader
+    computed for the other with the input it came from (held until taken)."""
+
+    def __init__(self, a: _WinogradConv64, b: _WinogradConv64):
+        self.transformed = torch.cat([a.transformed, b.transformed], 1)
+        self.split = a.out_channels
+        self.pending: Optional[Tuple[Tensor, Tensor]] = None
+
+
+class _PairedWinogradConv64(nn.Module):
+    """One layer of :func:`pair_first_layers`: the leader or the follower."""
+
+    def __init__(self, layer: _WinogradConv64, pair: _Pair, leader: bool):
+        super().__init__()
+        self.layer = layer
+        self.pair = pair
+        self.leader = leader
+
+    def forward(self, x: Tensor) -> Tensor:
+        layer, (ph, pw) = self.layer, self.layer.padding
+        if (
+            x.dim() != 4
+            or x.shape[1] != layer.in_channels
+            or x.shape[2] + 2 * ph < 3
+            or x.shape[3] + 2 * pw < 3
+        ):
+            return layer(x)
+        pair = self.pair
+        if self.leader:
+            both = _winograd(x, pair.transformed, layer.padding)
+            y, pair.pending = both[:, : pair.split], (x, both[:, pair.split :])
+        else:
+            pending, pair.pending = pair.pending, None
+            y = (
+                pending[1]
+                if pending is not None and pending[0] is x
+                else _winograd(x, layer.transformed, layer.padding)
+            )
+        if layer.bias is not None:
+            y = y + layer.bias.view(1, -1, 1, 1)
+        return y.contiguous()
 
 
 def _b_transform(even: Tensor, odd: Tensor, n: int, out: Tensor, last: bool = False) -> None:
