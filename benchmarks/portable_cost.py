@@ -6,7 +6,7 @@ Two tables:
   at the shapes of the shipped model's mean/scale/LRP networks (a 48x32
   latent, Kodak): float32 ``conv2d`` (oneDNN), float64 ``conv2d`` (PyTorch's
   im2col fallback), one float64 product per kernel tap
-  (``dcae.nn.slice_coders._DenseConv64``, for other kernel sizes) and the
+  (``dcae.nn.float64._DenseConv64``, for other kernel sizes) and the
   float64 Winograd F(2x2, 3x3) portable coding uses for 3x3 kernels
   (``_WinogradConv64``); median of 15 calls.
 * **codec**: compress + decompress of the shipped model in both modes,
@@ -56,7 +56,7 @@ def _median_ms(fn: Callable[..., object], *args: object, n: int = 15) -> float:
 
 
 def _layers() -> None:
-    from dcae.nn.slice_coders import _DenseConv64, _WinogradConv64
+    from dcae.nn.float64 import _DenseConv64, _WinogradConv64
 
     print(
         "| layer (48x32) | float32 conv2d | float64 conv2d | float64 per-tap "

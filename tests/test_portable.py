@@ -270,7 +270,7 @@ def test_cli_compress_portable(tmp_path, model):
     "channels, kernel, padding, dilation", [(64, 3, 1, 1), (8, 5, 2, 1), (4, 3, 2, 2)]
 )
 def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, dilation):
-    from dcae.nn.slice_coders import _DepthwiseConv64, float64_copy
+    from dcae.nn.float64 import _DepthwiseConv64, float64_copy
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(
@@ -305,11 +305,11 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
     for 3x3 kernels, one product per tap otherwise) compute ``conv2d`` to a
     few ulps, for contiguous and channels-last inputs, any padding and odd
     sizes; layers they do not fit are left to ``conv2d``."""
-    from dcae.nn import slice_coders
+    from dcae.nn import float64
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(channels, 17, kernel, padding=padding)
-    net = slice_coders.float64_copy(torch.nn.Sequential(conv))
+    net = float64.float64_copy(torch.nn.Sequential(conv))
     assert type(net[0]).__name__ == layer
     x = torch.randn(batch, channels, *size, dtype=torch.float64)
     # a channels-last view, as a permuted feature map arrives
@@ -332,8 +332,8 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
         torch.nn.Conv2d(64, 8, 3, padding_mode="reflect"),
         torch.nn.Conv2d(64, 8, 3, groups=2),
     ):
-        assert not slice_coders._WinogradConv64.handles(other)
-        assert not slice_coders._DenseConv64.handles(other)
+        assert not float64._WinogradConv64.handles(other)
+        assert not float64._DenseConv64.handles(other)
 
 
 def test_float64_copy_reads_permuted_inputs_contiguously():
@@ -342,7 +342,7 @@ def test_float64_copy_reads_permuted_inputs_contiguously():
     transposed operands) and still compute the same function."""
     from torch.overrides import TorchFunctionMode
 
-    from dcae.nn.slice_coders import float64_copy
+    from dcae.nn.float64 import float64_copy
 
     class Record(TorchFunctionMode):
         def __init__(self):
@@ -373,8 +373,8 @@ def test_float64_copy_is_reused_until_the_module_changes():
     """The float64 copy is kept while nothing it depends on changes and made
     afresh after an in-place weight update, new buffers, a train flag or a
     swapped submodule; its numbers always follow the current weights."""
-    from dcae.nn import slice_coders
-    from dcae.nn.slice_coders import float64_copy
+    from dcae.nn import float64
+    from dcae.nn.float64 import float64_copy
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU())
@@ -404,7 +404,7 @@ def test_float64_copy_is_reused_until_the_module_changes():
         frozen = torch.nn.Linear(2, 2)  # inference tensors: no versions, no reuse
     assert float64_copy(frozen) is not float64_copy(frozen)
     kept = float64_copy(net)
-    slice_coders.clear_float64_copies()  # memory back on request
+    float64.clear_float64_copies()  # memory back on request
     assert float64_copy(net) is not kept
 
 
@@ -412,7 +412,7 @@ def test_paired_first_layers_give_the_same_bits():
     """The mean and scale networks' first layers computed as one product give
     bit for bit what each computes alone; a follower called with another
     tensor than its leader's computes alone."""
-    from dcae.nn.slice_coders import _PairedWinogradConv64, float64_copy, pair_first_layers
+    from dcae.nn.float64 import _PairedWinogradConv64, float64_copy, pair_first_layers
 
     torch.manual_seed(0)
 

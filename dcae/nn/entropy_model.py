@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import DCAEError
 from .dictionary import DictionaryCrossAttention
+from .float64 import float64_copy, pair_first_layers
 from .slice_coders import (
     QUANTIZERS,
     Decoder,
@@ -28,8 +29,6 @@ from .slice_coders import (
     Estimator,
     SliceCoder,
     check_bytes,
-    float64_copy,
-    pair_first_layers,
     portable_grid,
     round_around_means,
     snap,
@@ -500,7 +499,7 @@ class DCAEEntropyModel(LatentCodec):
         portable coding a float64 copy of it and the grid exponent
         (:func:`~dcae.nn.slice_coders.portable_grid`).
 
-        The copy (:func:`~dcae.nn.slice_coders.float64_copy`) is reused until
+        The copy (:func:`~dcae.nn.float64.float64_copy`) is reused until
         this model's weights, buffers, submodules or flags change, runs eager
         (compiled submodules are unwrapped) and shares ``recorded_params``
         with this model.
@@ -508,11 +507,7 @@ class DCAEEntropyModel(LatentCodec):
         grid = portable_grid(portable, grid_bits)
         if grid is None:
             return self, None
-        em = float64_copy(self)
-        if "_paired" not in em.__dict__:  # once per copy: mean and scale read one support
-            for i in range(em.num_slices):
-                pair_first_layers(em.mean_transforms[i], em.scale_transforms[i])
-            em.__dict__["_paired"] = True
+        em = float64_copy(self, prepare=_pair_mean_and_scale)
         em.recorded_params = self.recorded_params
         return em, grid
 
@@ -639,6 +634,13 @@ class DCAEEntropyModel(LatentCodec):
 
 
 register_module("DCAEEntropyModel")(DCAEEntropyModel)
+
+
+def _pair_mean_and_scale(em: nn.Module) -> None:
+    """In a float64 copy: the mean and scale networks of a slice read one
+    support, so their first layers compute as one (:func:`pair_first_layers`)."""
+    for means, scales in zip(em.mean_transforms, em.scale_transforms):  # type: ignore[arg-type]
+        pair_first_layers(means, scales)
 
 
 def _positive_int(name: str, value: Any) -> int:

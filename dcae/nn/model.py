@@ -22,8 +22,9 @@ from torch import Tensor, nn
 
 from ..config import DCAEConfig, get_config
 from .entropy_model import DCAEEntropyModel
+from .float64 import float64_copy
 from .layers import DownsampleStack, SwinStage, UpsampleStack
-from .slice_coders import float64_copy, guard, round_around_means
+from .slice_coders import guard, round_around_means
 
 __all__ = ["DCAEModel", "HyperSynthesis"]
 
