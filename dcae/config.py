@@ -211,3 +211,5 @@ class TrainConfig:
     bf16: bool = False
     val_crop: int = 0
     keep_best: bool = False
+    quality_power: float = 1.0
+    device: str = "auto"

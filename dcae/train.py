@@ -19,6 +19,7 @@ on CUDA).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DCAEConfig, TrainConfig, get_config
+from .device import resolve_device
 from .errors import DCAEError
 from .images import image_files, open_image
 from .loading import load_model
@@ -240,8 +242,8 @@ def _setup_process(cfg: TrainConfig) -> Tuple[int, int, int, torch.device]:
     """``(rank, world, local rank, device)``; joins the process group under
     ``torchrun``, sets the thread count and seeds every RNG."""
     rank, world, local = _distributed()
-    use_cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    device = resolve_device(cfg.device, local if world > 1 else None)
+    use_cuda = device.type == "cuda"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if cfg.threads:
@@ -354,7 +356,11 @@ class _Run:
         self.optimizer = torch.optim.Adam(self.main_params, lr=cfg.lr)
         self.aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.use_cuda)
+        # loss scaling only for float16 autocast (bfloat16 needs none, and the
+        # scaler reads a flag back to the host on every step)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=cfg.amp and self.use_cuda and not torch.cuda.is_bf16_supported()
+        )
         self.step = 0
         if ckpt is not None:
             self.resume(ckpt)
@@ -405,24 +411,28 @@ class _Run:
                 self.out_dir / "checkpoint.pt",
             )
 
-    def train_step(self) -> Dict[str, float]:
-        """One optimizer step on a fresh batch; returns its loss terms."""
+    def train_step(self) -> Dict[str, Tensor]:
+        """One optimizer step on a fresh batch; returns its loss terms as
+        detached tensors on the device (no host synchronisation: nothing in
+        the step reads a device value back)."""
         cfg = self.cfg
         x = self.data.batch(cfg.batch_size, cfg.patch_size, self.gen).to(self.device)
         quality = lmbda = None
         if self.model.variable_rate:  # a real quality per sample, uniform over the range
             lo, hi = self.model.quality_range
-            quality = lo + (hi - lo) * torch.rand(cfg.batch_size, generator=self.gen)
+            u = torch.rand(cfg.batch_size, generator=self.gen)
+            if cfg.quality_power != 1.0:  # weighted toward the top rates (P > 1)
+                u = u.pow(1.0 / cfg.quality_power)
+            quality = lo + (hi - lo) * u
             lmbda = self.model.lambda_for(quality)
             quality = quality.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
-        bf16 = self.use_cuda and torch.cuda.is_bf16_supported()
-        with torch.autocast(
-            self.device.type,
-            dtype=torch.bfloat16 if bf16 else torch.float16,
-            enabled=cfg.amp and self.use_cuda,
-        ):
+        amp = contextlib.nullcontext()
+        if cfg.amp and self.use_cuda:  # --amp: CUDA only (bfloat16 where supported)
+            bf16 = torch.cuda.is_bf16_supported()
+            amp = torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
+        with amp:
             out = self.net(x) if quality is None else self.net(x, quality)
         out["x_hat"] = out["x_hat"].float()
         terms = self.criterion(out, x, lmbda)
@@ -437,10 +447,10 @@ class _Run:
         self.aux_optimizer.step()
         self.scheduler.step()
         self.step += 1
-        values = {k: float(terms[k].detach()) for k in ("loss", "bpp", "mse")}
-        values["aux"] = float(aux.detach())
-        if not math.isfinite(values["loss"]):
-            raise DCAEError(f"loss is not finite at step {self.step}")
+        # detached tensors on the device: reading them here would cost a host
+        # synchronisation per step; train() reads their means once per log row
+        values = {k: terms[k].detach() for k in ("loss", "bpp", "mse")}
+        values["aux"] = aux.detach()
         return values
 
     def log_train(self, means: Dict[str, float], elapsed: float) -> None:
@@ -513,6 +523,11 @@ def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
+def _check_finite(loss: float, first: int, last: int) -> None:
+    if not math.isfinite(loss):
+        raise DCAEError(f"loss is not finite in steps {first}-{last}")
+
+
 def train(cfg: TrainConfig) -> DCAEModel:
     """Train a model as configured; returns the (unwrapped) model.
 
@@ -523,15 +538,20 @@ def train(cfg: TrainConfig) -> DCAEModel:
     rank, world, local, device = _setup_process(cfg)
     run = _Run(cfg, rank, world, local, device)
     t0 = time.time()
-    sums: Dict[str, float] = {}
+    sums: Dict[str, Tensor] = {}
     count = 0
+    first = run.step + 1
     while run.step < cfg.steps:
         for k, v in run.train_step().items():
-            sums[k] = sums.get(k, 0.0) + v
+            sums[k] = sums[k] + v if k in sums else v
         count += 1
-        if rank == 0 and _due(run.step, cfg.log_every, cfg.steps):
-            run.log_train({k: v / count for k, v in sums.items()}, time.time() - t0)
-            sums, count = {}, 0
+        if _due(run.step, cfg.log_every, cfg.steps):
+            # the one host read of the loss terms per log row
+            means = {k: float(v) / count for k, v in sums.items()}
+            _check_finite(means["loss"], first, run.step)
+            if rank == 0:
+                run.log_train(means, time.time() - t0)
+            sums, count, first = {}, 0, run.step + 1
         if run.val_set is not None and rank == 0 and _due(run.step, cfg.val_every, cfg.steps):
             loss = run.validate()
             if loss < run.best:
@@ -539,6 +559,8 @@ def train(cfg: TrainConfig) -> DCAEModel:
                 if cfg.keep_best:
                     run.export(str(run.out_dir / "best.pt"))
         if _due(run.step, cfg.save_every, cfg.steps):
+            if sums:  # never checkpoint weights a non-finite loss has touched
+                _check_finite(float(sums["loss"]), first, run.step)
             run.save()
     if cfg.export and rank == 0:
         run.export(cfg.export, final=True)

@@ -57,6 +57,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--keep-best", action="store_true",
         help="export best.pt (with CDF tables) whenever the validation loss improves",
     )  # fmt: skip
+    p.add_argument(
+        "--quality-power", type=float, default=d.quality_power,
+        help="variable-rate models: draw each crop's quality as lo + (hi - lo) * u^(1/P), "
+        "u uniform; 1 (default): uniform, 2: density rising linearly toward the top rate",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", default=d.device,
+        help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N "
+        "(under torchrun each process takes cuda:LOCAL_RANK)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--export", default=None, help="write the final model with CDF tables")
     p.add_argument("--quality", type=int, default=None, help="quality index stored in export")

@@ -61,6 +61,8 @@ as comments over ``view``/``permute``, which cost less per call)::
 
 from __future__ import annotations
 
+import copy
+
 import contextlib
 import os
 import types
@@ -417,6 +419,19 @@ class WindowAttention(AttentionModule):
         self._geometry_cache: Dict[Tuple[Any, ...], _Geometry] = {}
         self._additive_cache: Dict[Tuple[Any, ...], Tuple[Tensor, Tensor]] = {}
 
+    def __deepcopy__(self, memo: Dict[int, Any]) -> WindowAttention:
+        """A copy with empty caches (derived tensors are rebuilt on use, on
+        the copy's own device and dtype)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k in ("_geometry_cache", "_additive_cache"):
+                new.__dict__[k] = {}
+            else:
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
+
     def extra_repr(self) -> str:
         chunk = "" if self.chunk_bytes is None else f", chunk_bytes={self.chunk_bytes}"
         return (
@@ -463,9 +478,16 @@ class WindowAttention(AttentionModule):
         equals the snapshot it was built from (``torch.equal`` on the small
         table), so no update (``load_state_dict``, optimiser step, edit by
         hand, EMA) can leave it stale.  Not memoised while gradients flow into
-        the table, nor under :func:`torch.compile` (same values either way)."""
+        the table, nor under :func:`torch.compile` (same values either way),
+        nor off the CPU: there the comparison would read a flag back to the
+        host (a synchronisation per block and call), and rebuilding the table
+        is one small gather."""
         param = self.relative_position_bias
-        if _is_compiling() or (torch.is_grad_enabled() and param.requires_grad):
+        if (
+            _is_compiling()
+            or param.device.type != "cpu"
+            or (torch.is_grad_enabled() and param.requires_grad)
+        ):
             return self.additive(geo, key[-1])
         hit = self._additive_cache.get(key)
         if hit is not None and hit[0].dtype == param.dtype and torch.equal(hit[0], param):

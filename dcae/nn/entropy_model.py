@@ -20,6 +20,7 @@ from compressai.registry import register_module
 from torch import Tensor, nn
 
 from ..errors import DCAEError
+from . import host
 from .dictionary import DictionaryCrossAttention
 from .float64 import float64_copy, pair_first_layers
 from .slice_coders import (
@@ -462,10 +463,11 @@ class DCAEEntropyModel(LatentCodec):
                 "DCAEEntropyModel has no CDF tables: call update() on it, or update() on "
                 "the CompressionModel that holds it, before compress/decompress"
             )
+        # one copy of each table buffer per call (once per compress/decompress)
         return (
-            gc.quantized_cdf.tolist(),
-            gc.cdf_length.reshape(-1).int().tolist(),
-            gc.offset.reshape(-1).int().tolist(),
+            host.to_host(gc.quantized_cdf).tolist(),
+            host.to_host(gc.cdf_length).reshape(-1).astype("int32").tolist(),
+            host.to_host(gc.offset).reshape(-1).astype("int32").tolist(),
         )
 
     def build_indexes(self, scales: Tensor) -> Tensor:
@@ -511,6 +513,7 @@ class DCAEEntropyModel(LatentCodec):
         em.recorded_params = self.recorded_params
         return em, grid
 
+    @torch.no_grad()
     def compress(
         self,
         y: Tensor,
@@ -547,6 +550,7 @@ class DCAEEntropyModel(LatentCodec):
             out["y_hat"] = y_hat.to(dtype)
         return out
 
+    @torch.no_grad()
     def decompress(
         self,
         strings: List[List[bytes]],

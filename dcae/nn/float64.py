@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,8 @@ class _State:
     @staticmethod
     def of(module: nn.Module) -> Optional[_State]:
         tensors = [*module.parameters(), *module.buffers()]
+        if any(_is_fake(t) for t in tensors):  # device tracing: nothing worth keeping
+            return None
         modules = list(module.modules())
         try:  # inference-mode tensors have no version counter
             versions = tuple(
@@ -110,15 +112,34 @@ def clear_float64_copies() -> None:
     _FLOAT64_COPIES.clear()
 
 
+def _is_fake(t: Tensor) -> bool:
+    """A tensor of ``FakeTensorMode`` (device tracing), which has no data."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(t)
+
+
 def _make_float64_copy(module: nn.Module) -> nn.Module:
     # a plain (not inference-mode) copy: attention caches read version counters
     with torch.inference_mode(False), torch.no_grad():
-        copied = copy.deepcopy(_eager(module))
+        source = _eager(module)
+        # the copy's tensors, given to deepcopy: float ones converted once (no
+        # float32 copy made first; new objects, as tensor subclasses such as fake
+        # tensors refuse the swap ``Module.to`` makes; no gradients), integer
+        # ones (CDF tables) shared, since coding only reads them
+        memo: Dict[int, Any] = {}
+        for t in [*source.parameters(), *source.buffers()]:
+            if not t.is_floating_point():
+                memo[id(t)] = t
+            elif isinstance(t, nn.Parameter):
+                memo[id(t)] = nn.Parameter(t.detach().double(), requires_grad=False)
+            else:
+                memo[id(t)] = t.detach().double()
+        copied = copy.deepcopy(source, memo)
         for child in list(copied.modules()):
             for attr, sub in list(child._modules.items()):
                 if sub is not None and hasattr(sub, "_orig_mod"):
                     child._modules[attr] = sub._orig_mod
-        copied = copied.to(torch.float64).requires_grad_(False)  # coding needs no gradients
         for child in list(copied.modules()):
             for attr, sub in list(child._modules.items()):
                 if _DepthwiseConv64.handles(sub):

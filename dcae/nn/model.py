@@ -15,16 +15,17 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
-from compressai.latent_codecs import HyperLatentCodec, HyperpriorLatentCodec
+from compressai.latent_codecs import HyperpriorLatentCodec
 from compressai.models import SimpleVAECompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 from ..config import DCAEConfig, get_config
+from . import host
 from .entropy_model import DCAEEntropyModel
-from .float64 import float64_copy
+from .hyper_codec import ExactHyperLatentCodec
 from .layers import DownsampleStack, SwinStage, UpsampleStack
-from .slice_coders import guard, round_around_means
+from .slice_coders import guard
 
 __all__ = ["DCAEModel", "HyperSynthesis"]
 
@@ -84,45 +85,6 @@ def _synthesis(cfg: DCAEConfig) -> nn.Sequential:
         SwinStage(f[0], hd[2], w, d[0]),
         UpsampleStack(f[0], cfg.image_channels),
     )
-
-
-class _HyperLatentCodec(HyperLatentCodec):
-    """CompressAI's ``HyperLatentCodec`` with an exact straight-through
-    rounding of ``z``: ``forward`` gives bit for bit the ``z_hat`` (and so the
-    side parameters) that ``compress``/``decompress`` give, where
-    ``quantize_ste`` is off by an ulp now and then and keeps the
-    channels-last layout of ``h_a``'s output (another convolution kernel)."""
-
-    def forward(self, y: Tensor) -> Dict[str, Any]:
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        # contiguous like the decoder's z_hat: conv kernels follow memory layout
-        z_hat = round_around_means(z, self.entropy_bottleneck._get_medians()).contiguous()
-        return {"likelihoods": {"z": z_likelihoods}, "params": self.h_s(z_hat)}
-
-    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
-        z = self.h_a(y)
-        shape = z.size()[-2:]
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
-        return {
-            "strings": [z_strings],
-            "shape": shape,
-            "params": self.side_params(z_hat, portable),
-        }
-
-    def decompress(
-        self, strings: List[List[bytes]], shape: Tuple[int, int], *, portable: bool = False
-    ) -> Dict[str, Any]:
-        (z_strings,) = strings
-        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
-        return {"params": self.side_params(z_hat, portable)}
-
-    def side_params(self, z_hat: Tensor, portable: bool = False) -> Tensor:
-        """``h_s(z_hat)``; in float64 (a float64 copy of ``h_s``) for portable coding."""
-        if not portable:
-            return self.h_s(z_hat)
-        return float64_copy(self.h_s)(z_hat.double())
 
 
 class _HyperpriorLatentCodec(HyperpriorLatentCodec):
@@ -215,7 +177,7 @@ class DCAEModel(SimpleVAECompressionModel):
         self.latent_codec = _HyperpriorLatentCodec(
             latent_codec={
                 "y": entropy_model,
-                "hyper": _HyperLatentCodec(
+                "hyper": ExactHyperLatentCodec(
                     EntropyBottleneck(cfg.z_channels), h_a, HyperSynthesis(cfg), quantizer="ste"
                 ),
             }
@@ -309,8 +271,9 @@ class DCAEModel(SimpleVAECompressionModel):
         """The rate-distortion lambda of a (real) quality: the rate points'
         lambdas interpolated geometrically, as the gains are."""
         self.quality_range  # noqa: B018 (raises for a single-rate model)
-        lam = torch.tensor(self.config.rate_lambdas, dtype=torch.float64)
-        q = torch.as_tensor(quality, dtype=torch.float64)
+        device = quality.device if isinstance(quality, Tensor) else None
+        lam = torch.tensor(self.config.rate_lambdas, dtype=torch.float64, device=device)
+        q = torch.as_tensor(quality, dtype=torch.float64, device=device)
         out = self._interpolate(lam.log()[:, None], q).squeeze(-1).exp()
         return out if isinstance(quality, Tensor) else float(out)
 
@@ -331,14 +294,22 @@ class DCAEModel(SimpleVAECompressionModel):
         domain (the "exponential interpolation" of Cui et al., CVPR 2021):
         ``y`` is multiplied by the gain before coding and ``y_hat`` by the
         inverse gain before ``g_s``."""
-        if isinstance(quality, Tensor) and quality.numel() > 1:
+        if isinstance(quality, Tensor):  # stays on its device: no host read
             lo, hi = self.quality_range
+            if quality.numel() == 1:
+                quality = quality.reshape(1).expand(batch)
             if quality.dim() != 1 or quality.shape[0] != batch:
                 raise ValueError(
                     f"expected one quality per sample ({batch}), got shape {tuple(quality.shape)}"
                 )
-            if not bool(((quality >= lo) & (quality <= hi)).all()):
-                raise ValueError(f"qualities outside this model's range [{lo:g}, {hi:g}]")
+            if quality.device.type == "cpu":  # checked on the host: free
+                if not bool(((quality >= lo) & (quality <= hi)).all()):
+                    raise ValueError(f"qualities outside this model's range [{lo:g}, {hi:g}]")
+            else:  # on an accelerator: an asynchronous device-side assert, no host sync
+                torch._assert_async(
+                    ((quality >= lo) & (quality <= hi)).all(),
+                    f"qualities outside this model's range [{lo:g}, {hi:g}]",
+                )
             q = quality.to(self.log_gain.device, self.log_gain.dtype)
         else:
             value = self.check_quality(quality)  # type: ignore[arg-type]
@@ -385,8 +356,8 @@ class DCAEModel(SimpleVAECompressionModel):
                 f"expected float images with values in [0, 1], got {x.dtype} (divide 8-bit "
                 "images by 255 first)"
             )
-        if coding:
-            lo, hi = float(x.min()), float(x.max())
+        if coding:  # one host read per image (both extremes in one copy)
+            lo, hi = (float(v) for v in host.to_host(torch.stack(torch.aminmax(x.detach()))))
             if not (lo >= -_RANGE_SLACK and hi <= 1 + _RANGE_SLACK):  # also catches NaN
                 raise ValueError(
                     f"expected images with values in [0, 1], got values in [{lo:g}, {hi:g}]"
@@ -415,6 +386,7 @@ class DCAEModel(SimpleVAECompressionModel):
         x_hat = self._transform(self.g_s, y_hat)[:, :, : x.shape[2], : x.shape[3]]
         return {"x_hat": x_hat, "likelihoods": y_out["likelihoods"]}
 
+    @torch.no_grad()
     def compress(
         self,
         x: Tensor,
@@ -465,6 +437,7 @@ class DCAEModel(SimpleVAECompressionModel):
             shape["quality"] = q
         return {"strings": out["strings"], "shape": shape}
 
+    @torch.no_grad()
     def decompress(
         self,
         strings: List[List[bytes]],

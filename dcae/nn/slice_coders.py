@@ -43,11 +43,13 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor
 
 from ..errors import DecodingError
+from . import host
 from .float64 import float64_copy  # re-exported: portable coding's float64 copies
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,10 +126,10 @@ def snap(t: Tensor, bits: int) -> Tensor:
 
 
 # ------------------------------------------------------------------ string checks
-def symbol_crc(symbols: Tensor, crc: int) -> int:
-    """CRC32 of integer symbols (one sample, one slice) as little-endian int32,
-    continuing ``crc``."""
-    data = symbols.to(torch.int32).contiguous().cpu().numpy().astype("<i4").tobytes()
+def symbol_crc(symbols: np.ndarray, crc: int) -> int:
+    """CRC32 of integer symbols on the host (one sample, one slice, ``(C, H,
+    W)`` order) as little-endian int32, continuing ``crc``."""
+    data = np.ascontiguousarray(symbols, dtype="<i4").tobytes()
     return zlib.crc32(data, crc) & 0xFFFFFFFF
 
 
@@ -271,8 +273,11 @@ class Estimator(SliceCoder):
 
 
 class _SymbolCoder(SliceCoder):
-    """Shared bookkeeping of the encoder and decoder: CDF tables, the symbols
-    of the slice being coded, the running CRC of every sample."""
+    """Shared bookkeeping of the encoder and decoder: CDF tables, a host copy
+    of the symbols of the slice being coded, the running CRC of every sample.
+
+    The symbols of a pass reach the host once (:mod:`dcae.nn.host`); the
+    checks are computed from that copy, never from the device."""
 
     def __init__(
         self,
@@ -286,19 +291,38 @@ class _SymbolCoder(SliceCoder):
         self.tables = em.coding_tables()
         seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, portable, grid_bits)
         self.crc = [seed] * batch
-        self.symbols: Optional[Tensor] = None
+        self.batch, self.hw = batch, (int(shape[1]), int(shape[2]))
+        # the pass masks on the host (built there: no copy from the device)
+        self.host_passes = [
+            None if m is None else m.numpy() for m in em.coding_passes(self.hw, None)
+        ]
+        self.pass_index = 0
+        self.symbols: Optional[np.ndarray] = None
 
     def _indexes(self, means: Tensor, scales: Tensor) -> Tensor:
         return self.em._coding_indexes(means, scales)
 
-    def _add(self, mask: Optional[Tensor], symbols: Tensor) -> None:
-        self.symbols = _merge(mask, symbols, self.symbols)
+    def _add(self, i: int, values: np.ndarray) -> np.ndarray:
+        """Record the ``(b, n)`` int32 symbols of this pass of slice ``i``;
+        returns the slice's symbols so far, ``(b, C_i, H, W)``, zeros at
+        positions not coded yet."""
+        mask = self.host_passes[self.pass_index]
+        self.pass_index += 1
+        shape = (self.batch, self.em.slice_sizes[i], *self.hw)
+        if mask is None:
+            self.symbols = values.reshape(shape)
+        else:
+            if self.symbols is None:
+                self.symbols = np.zeros(shape, dtype=np.int32)
+            self.symbols[:, :, mask] = values.reshape(shape[0], shape[1], -1)
+        return self.symbols
 
     def _close(self) -> List[int]:
         """Advance every sample's CRC over the finished slice; returns them."""
         assert self.symbols is not None
         self.crc = [symbol_crc(self.symbols[b], c) for b, c in enumerate(self.crc)]
         self.symbols = None
+        self.pass_index = 0
         return self.crc
 
 
@@ -324,11 +348,14 @@ class Encoder(_SymbolCoder):
         sym, idx = (
             (symbols, indexes) if mask is None else (symbols[:, :, mask], indexes[:, :, mask])
         )
-        sym, idx = sym.int().flatten(1).cpu(), idx.flatten(1).cpu()
+        # the pass's one device-to-host copy: symbols and indexes together
+        pair = host.to_host(torch.stack([sym.flatten(1).int(), idx.flatten(1).int()]))
         cdfs, lengths, offsets = self.tables
         for b, enc in enumerate(self.rans):
-            enc.encode_with_indexes(sym[b].tolist(), idx[b].tolist(), cdfs, lengths, offsets)
-        self._add(mask, symbols)
+            enc.encode_with_indexes(
+                pair[0, b].tolist(), pair[1, b].tolist(), cdfs, lengths, offsets
+            )
+        self._add(i, pair[0])
         return _merge(mask, symbols + means, None)
 
     def end_slice(self, i: int) -> None:
@@ -379,22 +406,16 @@ class Decoder(_SymbolCoder):
 
     def code(self, i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor]) -> Tensor:
         indexes = self._indexes(means, scales)
-        idx = (indexes if mask is None else indexes[:, :, mask]).flatten(1).cpu()
+        # the pass's device-to-host copy (indexes) and host-to-device copy (symbols)
+        idx = host.to_host((indexes if mask is None else indexes[:, :, mask]).flatten(1).int())
         cdfs, lengths, offsets = self.tables
-        rows = torch.stack(
+        rows = np.stack(
             [
-                torch.tensor(
-                    dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets), dtype=torch.int64
-                )
+                np.asarray(dec.decode_stream(idx[b].tolist(), cdfs, lengths, offsets), np.int32)
                 for b, dec in enumerate(self.rans)
             ]
-        ).to(means.device, means.dtype)
-        if mask is None:
-            symbols = rows.view_as(means)
-        else:
-            symbols = torch.zeros_like(means) if self.symbols is None else self.symbols.clone()
-            symbols[:, :, mask] = rows.view(means.shape[0], means.shape[1], -1)
-        self._add(None, symbols)
+        )
+        symbols = host.to_device(self._add(i, rows), means)
         return _merge(mask, symbols + means, None)
 
     def end_slice(self, i: int) -> None:
