@@ -398,34 +398,23 @@ def model_fingerprint(model: nn.Module) -> bytes:
 
     Hashes the configuration (without its informational ``name``) and every
     state-dict entry in key order (key, dtype, shape, little-endian bytes).
-    The digest is cached on the model and recomputed when any tensor changes
-    (storage or in-place version counter), so it stays valid after training
-    steps, ``load_state_dict`` or ``update()``; a model whose tensors were made
-    under ``torch.inference_mode()`` (no version counters) is hashed on every
-    call.
+    The digest is computed from the tensors on every call, never cached, so
+    it follows every change however it is made (an optimiser step,
+    ``load_state_dict``, ``update()``, in-place writes through ``.data`` as
+    EMA code does, tensors made under ``torch.inference_mode()``).  It costs
+    a pass over the weights at about 1.5 GB/s: about 13 ms for the ``small``
+    preset (18 MB) and 0.3 s for ``paper`` (478 MB), once per
+    :func:`dcae.encode` or :func:`dcae.decode`.
     """
-    sd = model.state_dict()
-    try:
-        key: Optional[tuple] = tuple(
-            (k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in sd.items()
-        )
-    except RuntimeError:  # inference-mode tensors have no version counter: no cache
-        key = None
-    cached = getattr(model, "_dcae_fingerprint", None)
-    if key is not None and cached is not None and cached[0] == key:
-        return cached[1]
     h = hashlib.sha256(b"dcae-fingerprint-v1\0")
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "to_dict"):
         cfg = {k: v for k, v in config.to_dict().items() if k != "name"}
         h.update(json.dumps(cfg, sort_keys=True).encode())
-    for k, v in sd.items():
+    for k, v in model.state_dict().items():
         h.update(f"\0{k}\0{v.dtype}\0{tuple(v.shape)}\0".encode())
         h.update(_tensor_bytes(v))
-    digest = h.digest()
-    if key is not None:
-        object.__setattr__(model, "_dcae_fingerprint", (key, digest))
-    return digest
+    return h.digest()
 
 
 @dataclass(frozen=True)

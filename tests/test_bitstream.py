@@ -474,13 +474,34 @@ def test_fingerprint_survives_checkpoint_round_trip(small_model, tmp_path):
 def test_fingerprint_follows_weight_changes(small_model):
     model = copy.deepcopy(small_model)
     before = model_fingerprint(model)
-    assert model_fingerprint(model) == before  # cached
+    assert model_fingerprint(model) == before
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6
     after = model_fingerprint(model)
     assert after != before
     model.load_state_dict(small_model.state_dict())
     assert model_fingerprint(model) == before
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda m: m.g_s[0].weight.data.add_(1e-3),
+        lambda m: next(m.parameters()).data.copy_(next(m.parameters()).data * 0.999),
+        lambda m: m.latent_codec.hyper.h_s.scales[0].weight.data.mul_(1.001),
+    ],
+    ids=["data.add_", "data.copy_", "h_s data.mul_"],
+)
+def test_fingerprint_follows_writes_through_data(small_model, write):
+    """In-place writes through ``.data`` (EMA code) bump no version counter;
+    a file written before them must not decode with the changed model (#23)."""
+    model = copy.deepcopy(small_model)
+    data = dcae.encode(torch.rand(1, 3, 32, 32), model=model)
+    before = model_fingerprint(model)
+    write(model)
+    assert model_fingerprint(model) != before
+    with pytest.raises(ModelMismatchError, match="not by the given model"):
+        dcae.decode(data, model=model)
 
 
 def test_fingerprint_distinguishes_models(small_model):
@@ -491,7 +512,7 @@ def test_fingerprint_distinguishes_models(small_model):
 
 
 def test_fingerprint_of_an_inference_mode_model(small_model):
-    # tensors made under inference_mode have no version counter: hashed every call
+    # tensors made under inference_mode have no version counter
     with torch.inference_mode():
         copy_ = dcae.DCAEModel(small_model.config).eval()
         copy_.load_state_dict(small_model.state_dict())

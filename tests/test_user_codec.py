@@ -60,6 +60,24 @@ def tiny():
     return tiny_codec()
 
 
+@pytest.mark.parametrize("make", [tiny_codec, factorized], ids=["TinyCodec", FACTORIZED])
+@pytest.mark.parametrize("how", ["add_", "copy_"])
+def test_writes_through_data_change_the_fingerprint(make, how):
+    """CompressAI's latent codecs carry no string checks: a model changed in
+    place through ``.data`` after encoding must be refused, not decode to
+    garbage (#23)."""
+    model = make()
+    data = dcae.encode(photo(40, 56), model=model)
+    assert dcae.decode(data, model=model).size == (56, 40)
+    weight = model.g_s[0].weight
+    if how == "add_":
+        weight.data.add_(1e-3)
+    else:
+        weight.data.copy_(weight.data * 0.5)
+    with pytest.raises(ModelMismatchError, match="not by the given model"):
+        dcae.decode(data, model=model)
+
+
 @pytest.fixture(scope="module")
 def fp():
     return factorized()
