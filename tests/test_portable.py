@@ -56,7 +56,8 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             fast_mode(model, enabled=fast)
             try:
                 with attention_backend(backend, model), threads(n):
-                    streams.append(model.compress(image, portable=True))
+                    # nothing bound but the latent: decoded by the latent codec below
+                    streams.append(model.compress(image, portable=True, associated_data=None))
             finally:
                 fast_mode(model, enabled=False)
         for enc in streams:

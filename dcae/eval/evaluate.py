@@ -33,7 +33,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from PIL import __version__ as PIL_VERSION
 from torch import Tensor
@@ -208,11 +207,11 @@ def _evaluate(
     estimate_rate: bool,
     log: Log,
 ) -> List[ImageRecord]:
-    from ..codec import coding_padding
+    from ..codec import coding_padding, pad_image
 
     def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
         _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))
-        return (F.pad(x, padding) if any(padding) else x), padding
+        return pad_image(x, padding), padding
 
     records = []
     for i, path in enumerate(images):
