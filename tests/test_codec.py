@@ -521,3 +521,33 @@ def test_files_of_format_version_4_still_decode(small_model):
                                         padding=policy_padding("minimal", 21, 37),
                                         shape=dict(out["shape"], image=(32, 48)))),
                model=small_model)  # fmt: skip
+
+
+def _rotated_jpeg(path, w: int = 64, h: int = 48):
+    """A JPEG stored as ``w x h`` pixels with EXIF Orientation=6 (viewers
+    rotate it 90 degrees clockwise: upright it is ``h x w``); the top row
+    is red, the rest gray, so the rotation is visible."""
+    arr = np.full((h, w, 3), 128, np.uint8)
+    arr[:8] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_orientation_is_applied_on_reading(small_model, tmp_path):
+    from dcae.eval.evaluate import _read_rgb
+    from dcae.images import open_image
+
+    path = _rotated_jpeg(tmp_path / "rotated.jpg")
+    with Image.open(path) as raw:
+        assert raw.size == (64, 48)  # stored sideways
+    with open_image(path) as img:
+        assert img.size == (48, 64)
+        arr = np.asarray(img)
+    # Orientation=6: the stored top row is the upright image's right column
+    assert arr[:, -4, 0].min() > 200 and arr[:, 4, 0].max() < 160
+    out = decode(encode(path, model=small_model), model=small_model)
+    assert out.size == (48, 64)
+    big = _rotated_jpeg(tmp_path / "big.jpg", 240, 180)
+    assert _read_rgb(big).shape == (240, 180, 3)  # dcae eval reads it upright too
