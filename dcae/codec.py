@@ -73,6 +73,7 @@ __all__ = [
     "encode",
     "find_quality",
     "image_to_tensor",
+    "model_argument",
     "coding_padding",
     "pad_image",
     "open_image",
@@ -265,13 +266,29 @@ def _resolve(
     return m, None  # earlier dcae shipped single-rate models: quality picked the model
 
 
+def model_argument(stream: Bitstream) -> str:
+    """The ``--model`` a file of another codec than DCAE needs, as advice:
+    the recorded ``module:Class`` or CompressAI name, or for a name that no
+    registry of this process knows (a user's class registered under a name
+    of theirs, by an earlier dcae) ``module:Class`` of that class."""
+    from .loading import known_model_name
+
+    if stream.model_kind == "compressai" and not known_model_name(stream.model_name):
+        return (
+            f"module:Class (the file names {stream.model_name!r}, a name registered in "
+            "CompressAI's registry by code this process has not imported: pass the class "
+            "itself, e.g. --model my_codecs:MyCodec)"
+        )
+    return stream.model_name
+
+
 def _how_to_pass(stream: Bitstream) -> str:
     if stream.model_kind == "dcae":
         return "pass model= (Python) or --checkpoint PATH (command line)"
     return (
         f"pass the model: dcae.decode(data, model=...) in Python, or dcae decompress "
-        f"--model {stream.model_name} --checkpoint WEIGHTS (dcae never imports a module "
-        "named in a file)"
+        f"--model {model_argument(stream)} --checkpoint WEIGHTS (dcae never imports a "
+        "module named in a file)"
     )
 
 
@@ -547,9 +564,9 @@ def encode(
         coded = f"{width + pad[0] + pad[1]}x{height + pad[2] + pad[3]}"
         message = " ".join(str(e).split())[:200]
         raise DCAEError(
-            f"{name}.compress failed on the {coded} image it was given (padding {policy!r}, "
-            f"to a multiple of {multiple}): {type(e).__name__}: {message}; does the model need "
-            f"another multiple? give it a downsampling_factor attribute"
+            f"{type(net).__name__}.compress failed on the {coded} image (padding "
+            f"{policy!r}, to a multiple of {multiple}): {type(e).__name__}: {message}; does "
+            "the model need another multiple? give it a downsampling_factor attribute"
         ) from e
     try:
         stream = dataclasses.replace(

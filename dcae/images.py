@@ -27,7 +27,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import IO, List, Optional, Union
 
 from PIL import Image, ImageOps
 
@@ -91,14 +91,15 @@ def check_pixels(width: int, height: int, max_pixels: Optional[int], what: str =
 
 
 def open_image(
-    path: Union[str, os.PathLike], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+    path: Union[str, os.PathLike, IO[bytes]], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
     """Open and load a still image file, checking its size and frame count
     from the header before any pixel is decoded, upright: an EXIF
     orientation other than 1 is applied (``ImageOps.exif_transpose``).
 
     Args:
-        path: the image file.
+        path: the image file (or a binary file object, e.g. standard input's
+            bytes in a ``BytesIO``).
         max_pixels: refuse images with more pixels (``None``: no bound; the
             default is the bound :func:`dcae.decode` applies to files).
 
@@ -107,7 +108,10 @@ def open_image(
         UnsupportedImageError: unreadable, too large or animated (the
             message names the path).
     """
-    name = os.fspath(path)
+    if isinstance(path, (str, os.PathLike)):
+        name = os.fspath(path)
+    else:
+        name = str(getattr(path, "name", None) or "<stream>")
     try:
         # Pillow's own decompression-bomb limit is a process global; the
         # header is read without it and max_pixels decides instead
