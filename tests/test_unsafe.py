@@ -213,3 +213,27 @@ def test_eval_model_refuses_a_hostile_pickle(tmp_path):
     assert result.returncode != 0
     assert not marker.exists(), "the pickle was executed"
     assert "weights_only" in result.stderr or "not a readable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["torch.save", "pickle.dump"])
+def test_a_refused_checkpoint_gives_no_unsafe_advice_and_no_warning(tmp_path, kind):
+    """torch's message says to re-run with ``weights_only=False`` (arbitrary
+    code execution) and a plain pickle makes it warn in two lines first; the
+    CLI prints one line of its own, and the payload never runs (#23)."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    obj = {"state_dict": {"w": _Evil(marker)}}
+    if kind == "torch.save":
+        import torch
+
+        torch.save(obj, evil)
+    else:
+        with open(evil, "wb") as f:
+            pickle.dump(obj, f, protocol=4)
+    png = _png(tmp_path / "a.png")
+    result = _run("-m", "dcae", "compress", str(png), "--checkpoint", str(evil))
+    assert result.returncode == 1 and not marker.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcae: error: "), result.stderr
+    assert "not a readable PyTorch checkpoint" in lines[0] and "never unpickles" in lines[0]
+    assert "False" not in lines[0] and "\x1b" not in lines[0]
