@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +242,50 @@ def test_too_small_images_are_rejected(tmp_path, small_model):
     Image.fromarray(_photo(0, (64, 200))).save(tmp_path / "small.png")
     with pytest.raises(DCAEError, match="161"):
         evaluate_pillow(collect_images(tmp_path), "JPEG", [50])
+
+
+def test_small_images_evaluate_without_ms_ssim(tmp_path, checkpoint, anchors_dir, capsys):
+    """Images under 161 px per side: a one-line error naming the minimum and
+    --no-ms-ssim; with it, PSNR and bpp, MS-SSIM reported as n/a (#23)."""
+    images = tmp_path / "small"
+    images.mkdir()
+    Image.fromarray(_photo(0, (64, 96))).save(images / "a.png")
+    Image.fromarray(_photo(1, (17, 40))).save(images / "b.png")
+    out = tmp_path / "report"
+    argv = [
+        "eval", str(images), "-o", str(out), "--checkpoint", str(checkpoint),
+        "--jpeg-qualities", "30,70", "--webp-qualities", "none", "--avif-qualities", "none",
+        "--anchors", str(anchors_dir), "--quiet", "--no-plot",
+    ]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "161" in err[0] and "--no-ms-ssim" in err[0], err
+    assert main([*argv, "--no-ms-ssim"]) == 0
+    capsys.readouterr()
+    summary = (out / "summary.md").read_text()
+    assert "n/a" in summary and "nan" not in summary.lower()
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3 and all(",,," in r for r in rows[1:])  # ms_ssim, its dB
+    result = json.loads((out / "dcae.json").read_text())["results"]
+    assert "ms-ssim-rgb" not in result and result["psnr-rgb"][0] > 0
+    bd = json.loads((out / "bd_rate.json").read_text())["rows"]
+    assert bd and all(r["bd_rate_ms_ssim"] is None for r in bd)
+
+
+def test_eval_model_refuses_small_images_in_one_line(tmp_path):
+    """``python -m dcae.eval_model`` on images MS-SSIM cannot measure: one
+    line naming the minimum, not CompressAI's AssertionError traceback."""
+    Image.fromarray(_photo(0, (64, 96))).save(tmp_path / "a.png")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcae.eval_model", "pretrained", str(tmp_path),
+         "-a", "bmshj2018-factorized", "-q", "1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "AssertionError" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "161" in lines[0] and "--no-ms-ssim" in lines[0], proc.stderr
 
 
 def _rec(point: str, image: str, bpp: float, p: float) -> ImageRecord:
