@@ -1,10 +1,13 @@
-"""Bits and PSNR of the two padding policies on odd-size images.
+"""Bits and PSNR of the padding policies on odd-size images.
 
-``minimal``: no padding, the latent is ``ceil(H/16) x ceil(W/16)`` (windows
-padded and masked inside attention).  ``official``: centred zero padding to a
-multiple of 128, as the official scripts.  Each crop is taken from the centre
-of a Kodak image; bpp counts the whole file (header included) and the payload
-(strings only) per original pixel; PSNR is on the decoded 8-bit image.
+``minimal``: edge replication, the image centred, to a multiple of 16, each
+side at least 32 (the latent is ``ceil(H/16) x ceil(W/16)`` for sides of 32
+or more).  ``unpadded``: what ``minimal`` was before format version 5, no
+padding (the layers pad with zeros and the attention masks its windows).
+``official``: centred padding to a multiple of 128, as the official scripts.
+Each crop is taken from the centre of a Kodak image; bpp counts the whole file
+(header included; for ``unpadded`` the strings plus the same header) and the
+payload (strings only) per original pixel; PSNR is on the decoded 8-bit image.
 
 Usage::
 
@@ -21,10 +24,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from dcae.bitstream import unpack
-from dcae.codec import decode, encode
+from dcae.codec import decode, encode, image_to_tensor, tensor_to_uint8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rate_overhead import KODAK, kodak_images, pick_model  # noqa: E402
@@ -46,6 +50,19 @@ def centre_crop(img: Image.Image, h: int, w: int) -> Image.Image:
     return img.crop((left, top, left + w, top + h))
 
 
+def unpadded(model, ref: Image.Image, quality) -> tuple:
+    """``(payload bytes, decoded array)`` of the model coding ``ref`` as it is
+    (the ``minimal`` policy of format versions 3 and 4)."""
+    x, _ = image_to_tensor(ref)
+    kwargs = {} if quality is None else {"quality": quality}
+    with torch.inference_mode():
+        out = model.compress(x, portable=True, associated_data=None, **kwargs)
+        x_hat = model.decompress(
+            out["strings"], out["shape"], portable=True, associated_data=None
+        )["x_hat"]
+    return sum(len(s[0]) for s in out["strings"]), tensor_to_uint8(x_hat).numpy()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=KODAK)
@@ -57,36 +74,40 @@ def main(argv=None) -> int:
     model, what = pick_model(args.checkpoint, args.quality)
     files = kodak_images(args.data, args.limit)
     print(f"model: {what}; {len(files)} Kodak crops per size")
-    header = (
-        f"{'HxW':>9} | {'minimal bpp':>11} {'payload':>8} {'PSNR':>6} {'s':>5} | "
-        f"{'official bpp':>12} {'payload':>8} {'PSNR':>6} {'s':>5} | {'d bpp':>7} {'d PSNR':>7}"
+    policies = ("minimal", "unpadded", "official")
+    header = f"{'HxW':>9} | " + " | ".join(
+        f"{p + ' bpp':>13} {'payload':>8} {'PSNR':>6} {'s':>5}" for p in policies
     )
     print(header)
     print("-" * len(header))
+    quality = getattr(model, "default_quality", None)
     for spec in args.sizes:
         h, w = (int(v) for v in spec.lower().split("x"))
-        res = {p: [0.0, 0.0, 0.0, 0.0] for p in ("minimal", "official")}
+        res = {p: [0.0, 0.0, 0.0, 0.0] for p in policies}
         for path in files:
             ref = centre_crop(Image.open(path).convert("RGB"), h, w)
             ref_arr = np.asarray(ref)
+            header_bytes = 0  # of the minimal file (the policies come in this order)
             for policy, acc in res.items():
                 t0 = time.perf_counter()
-                data = encode(ref, model=model, padding=policy)
-                out = np.asarray(decode(data, model=model))
+                if policy == "unpadded":
+                    payload, out = unpadded(model, ref, quality)
+                    size = payload + header_bytes
+                else:
+                    data = encode(ref, model=model, padding=policy)
+                    out = np.asarray(decode(data, model=model))
+                    size, payload = len(data), unpack(data).payload_bytes
+                    header_bytes = header_bytes or size - payload
                 acc[3] += time.perf_counter() - t0
-                acc[0] += 8 * len(data) / (h * w)
-                acc[1] += 8 * unpack(data).payload_bytes / (h * w)
+                acc[0] += 8 * size / (h * w)
+                acc[1] += 8 * payload / (h * w)
                 acc[2] += psnr(out, ref_arr)
         n = len(files)
-        m = [v / n for v in res["minimal"]]
-        o = [v / n for v in res["official"]]
-        print(
-            f"{spec:>9} | {m[0]:>11.4f} {m[1]:>8.4f} {m[2]:>6.2f} {m[3]:>5.2f} | "
-            f"{o[0]:>12.4f} {o[1]:>8.4f} {o[2]:>6.2f} {o[3]:>5.2f} | "
-            f"{100 * (o[1] / m[1] - 1):>+6.1f}% {o[2] - m[2]:>+7.2f}",
-            flush=True,
-        )
-    print("d bpp: payload of official relative to minimal; d PSNR: official - minimal (dB)")
+        cells = []
+        for p in policies:
+            v = [x / n for x in res[p]]
+            cells.append(f"{v[0]:>13.4f} {v[1]:>8.4f} {v[2]:>6.2f} {v[3]:>5.2f}")
+        print(f"{spec:>9} | " + " | ".join(cells), flush=True)
     return 0
 
 

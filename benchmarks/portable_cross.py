@@ -161,8 +161,9 @@ def main(argv=None) -> int:
                 continue
             by_strings: Dict[Tuple, List[Tuple]] = {}
             for cfg in enc_configs:
-                with Config(model, *cfg):
-                    enc = model.compress(x, portable=portable)
+                with Config(model, *cfg):  # nothing bound but the latent: the latent
+                    # codec decodes it below (skipping g_s)
+                    enc = model.compress(x, portable=portable, associated_data=None)
                 key = (tuple(enc["strings"][0]), tuple(enc["strings"][1]))
                 by_strings.setdefault(key, []).append((cfg, enc))
             for group in by_strings.values():

@@ -6,14 +6,14 @@ Public API::
     from dcae import DictionaryCrossAttention, MSFA, DCAEEntropyModel, DCAEModel
 
 ``import dcae`` imports torch and CompressAI and registers DCAE with
-CompressAI, except in the ``dcae`` command line (``dcae ...``,
-``python -m dcae ...``): there the public names are imported on first use,
-so that ``dcae --help`` starts without torch.
+CompressAI, whatever the host program and its arguments are (CompressAI's
+``examples/train.py -m dcae`` included).  Only the ``dcae`` console script,
+which starts in :mod:`dcae_cli` and says so there, defers these imports to
+the first use of a public name, so that ``dcae --help`` starts without torch.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from typing import Any
@@ -59,14 +59,11 @@ def _load() -> None:
     globals().update({k: v for k, v in locals().items() if k in __all__})
 
 
-def _command_line() -> bool:
-    """Whether this process runs the ``dcae`` command line."""
-    if os.path.basename(sys.argv[0] if sys.argv else "") in ("dcae", "dcae.exe", "dcae-script.py"):
-        return True
-    argv = getattr(sys, "orig_argv", None)  # Python >= 3.10
-    if argv is None:
-        return bool(sys.argv) and sys.argv[0] == "-m"  # importing the package of -m
-    return any(a == "-m" and b == "dcae" for a, b in zip(argv, argv[1:]))
+def _lazy() -> bool:
+    """Whether the ``dcae`` console script imports this package
+    (:data:`dcae_cli.lazy_import`, set by its ``main`` only)."""
+    launcher = sys.modules.get("dcae_cli")
+    return bool(getattr(launcher, "lazy_import", False))
 
 
 def __getattr__(name: str) -> Any:
@@ -76,5 +73,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dcae' has no attribute {name!r}")
 
 
-if not _command_line():
+if not _lazy():
     _load()

@@ -7,10 +7,12 @@
     bytes ──► unpack + checks ──► model match (digest) ──► model.decompress
           ──► crop ──► 8-bit ──► PIL image (L or RGB as recorded)
 
-Padding: DCAE models code any size (``"minimal"``, default) or pad as the
-official scripts (``"official"``); other models get CompressAI's
-``eval_model`` padding (``"multiple"``: centred zeros up to a multiple of the
-model's ``downsampling_factor``).
+Padding (:func:`dcae.bitstream.policy_padding`, always by edge replication,
+the image centred): DCAE models pad each side to a multiple of 16, at least
+32 (``"minimal"``, default: the latent is as small as without padding, and
+tiny images code correctly) or as the official scripts (``"official"``, a
+multiple of 128); other models get CompressAI's ``eval_model`` padding
+(``"multiple"``: a multiple of the model's ``downsampling_factor``).
 
 Image modes:
 
@@ -30,6 +32,7 @@ Image modes:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -45,6 +48,7 @@ from torch import Tensor
 from . import pretrained
 from .bitstream import (
     DEFAULT_MAX_PIXELS,
+    LATENT_STRIDE,
     MAX_SIDE,
     PADDING_POLICIES,
     Bitstream,
@@ -69,7 +73,9 @@ __all__ = [
     "encode",
     "find_quality",
     "image_to_tensor",
+    "model_argument",
     "coding_padding",
+    "pad_image",
     "open_image",
     "read_stream",
     "resolve_model",
@@ -260,13 +266,29 @@ def _resolve(
     return m, None  # earlier dcae shipped single-rate models: quality picked the model
 
 
+def model_argument(stream: Bitstream) -> str:
+    """The ``--model`` a file of another codec than DCAE needs, as advice:
+    the recorded ``module:Class`` or CompressAI name, or for a name that no
+    registry of this process knows (a user's class registered under a name
+    of theirs, by an earlier dcae) ``module:Class`` of that class."""
+    from .loading import known_model_name
+
+    if stream.model_kind == "compressai" and not known_model_name(stream.model_name):
+        return (
+            f"module:Class (the file names {stream.model_name!r}, a name registered in "
+            "CompressAI's registry by code this process has not imported: pass the class "
+            "itself, e.g. --model my_codecs:MyCodec)"
+        )
+    return stream.model_name
+
+
 def _how_to_pass(stream: Bitstream) -> str:
     if stream.model_kind == "dcae":
         return "pass model= (Python) or --checkpoint PATH (command line)"
     return (
         f"pass the model: dcae.decode(data, model=...) in Python, or dcae decompress "
-        f"--model {stream.model_name} --checkpoint WEIGHTS (dcae never imports a module "
-        "named in a file)"
+        f"--model {model_argument(stream)} --checkpoint WEIGHTS (dcae never imports a "
+        "module named in a file)"
     )
 
 
@@ -354,17 +376,33 @@ def coding_padding(
     """``(policy, multiple, (left, right, top, bottom))`` for coding an image
     of ``height x width`` with ``model``.
 
-    ``policy`` defaults to ``"minimal"`` for DCAE and ``"multiple"`` (centred
-    zeros to a multiple of the model's ``downsampling_factor``, 64 if it has
-    none, as CompressAI's ``eval_model``) for any other model.
+    ``policy`` defaults to ``"minimal"`` for DCAE and ``"multiple"`` (a
+    multiple of the model's ``downsampling_factor``, 64 if it has none, as
+    CompressAI's ``eval_model``) for any other model.  ``"minimal"`` pads to a
+    multiple of 16 for DCAE (its latent stride: the hyper-latent pads
+    itself) and of the ``downsampling_factor`` for other models, each side
+    at least :data:`~dcae.bitstream.MIN_CODED_SIDE`.
     """
     policy = _default_policy(model) if policy is None else policy
     if policy not in PADDING_POLICIES:
         raise ValueError(f"unknown padding policy {policy!r}; choose one of {PADDING_POLICIES}")
-    multiple = policy_multiple(
-        policy, downsampling_factor(model) if policy == "multiple" else None
-    )
+    factor = None
+    if policy == "minimal":
+        factor = LATENT_STRIDE if isinstance(model, DCAEModel) else downsampling_factor(model)
+    elif policy == "multiple":
+        factor = downsampling_factor(model)
+    multiple = policy_multiple(policy, factor)
     return policy, multiple, policy_padding(policy, height, width, multiple)
+
+
+def pad_image(x: Tensor, padding: Tuple[int, int, int, int]) -> Tensor:
+    """``x`` padded by ``(left, right, top, bottom)`` pixels replicating its
+    edges (what :func:`encode` and ``dcae eval`` code): the decoder only
+    crops, and the transforms reconstruct an image's content better next to
+    more of it than next to zeros (format guide, "Padding policies")."""
+    if not any(padding):
+        return x
+    return F.pad(x, padding, mode="replicate")
 
 
 def _flat_strings(strings: Any) -> Tuple[bytes, ...]:
@@ -440,12 +478,15 @@ def encode(
         target_bpp: instead of ``quality``: the rate wanted, in bits per
             pixel of the whole file; the quality is found by a few encodes
             (:func:`find_quality`, within 3 %).
-        padding: ``"minimal"`` (DCAE's default: no padding; the latent is
-            ``ceil(H/16) x ceil(W/16)``), ``"official"`` (centred zero padding
-            to a multiple of 128, as the official scripts) or ``"multiple"``
-            (the default of other models: centred zero padding to a multiple
-            of the model's ``downsampling_factor``, as CompressAI's
-            ``eval_model``).
+        padding: how the image is padded before coding, always centred and
+            by edge replication (the decoder crops it off): ``"minimal"``
+            (DCAE's default: each side to a multiple of 16, at least 32; the
+            latent is ``ceil(H/16) x ceil(W/16)`` as without padding, for
+            images of 32 pixels or more per side; other models: a multiple
+            of their ``downsampling_factor``), ``"official"`` (a multiple of
+            128, as the official scripts) or ``"multiple"`` (the default of
+            other models: a multiple of the model's ``downsampling_factor``,
+            as CompressAI's ``eval_model``).
         portable: code the entropy parameters in DCAE's portable mode (float64,
             means on a 2^-6 grid), so that the file decodes under any attention
             backend, thread count, compiler or device; recorded in the header.
@@ -484,8 +525,25 @@ def encode(
         )
     height, width = int(x.shape[2]), int(x.shape[3])
     policy, multiple, pad = coding_padding(net, height, width, padding)
-    if any(pad):
-        x = F.pad(x, pad, mode="constant", value=0.0)
+    kind, name = model_identity(net)
+    header = Bitstream(
+        model_kind=kind,
+        model_name=name,
+        model_digest=model_fingerprint(net),
+        quality=q,
+        width=width,
+        height=height,
+        channels=channels,
+        bit_depth=8,
+        padding_policy=policy,
+        pad_multiple=multiple,
+        padding=pad,
+        shape=None,
+        strings=(),
+        portable=portable,
+        grid_bits=PORTABLE_GRID_BITS if portable else None,
+    )
+    x = pad_image(x, pad)
     device = next(net.parameters()).device
     kwargs: Dict[str, Any] = {}
     if q is not None:
@@ -493,26 +551,26 @@ def encode(
     if portable:
         kwargs["portable"] = True
         kwargs["grid_bits"] = PORTABLE_GRID_BITS
-    with eval_mode(net):
-        out = net.compress(x.to(device), **kwargs)
-    kind, name = model_identity(net)
+    if isinstance(net, DCAEModel):  # the header's decoding fields, bound into the checks
+        kwargs["associated_data"] = header.associated_data()
     try:
-        stream = Bitstream(
-            model_kind=kind,
-            model_name=name,
-            model_digest=model_fingerprint(net),
-            quality=q,
-            width=width,
-            height=height,
-            channels=channels,
-            bit_depth=8,
-            padding_policy=policy,
-            pad_multiple=multiple,
-            padding=pad,
-            shape=out["shape"],
-            strings=_flat_strings(out["strings"]),
-            portable=portable,
-            grid_bits=PORTABLE_GRID_BITS if portable else None,
+        with eval_mode(net):
+            out = net.compress(x.to(device), **kwargs)
+    except DCAEError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as e:  # a codec that cannot code this size
+        if isinstance(net, DCAEModel):
+            raise
+        coded = f"{width + pad[0] + pad[1]}x{height + pad[2] + pad[3]}"
+        message = " ".join(str(e).split())[:200]
+        raise DCAEError(
+            f"{type(net).__name__}.compress failed on the {coded} image (padding "
+            f"{policy!r}, to a multiple of {multiple}): {type(e).__name__}: {message}; does "
+            "the model need another multiple? give it a downsampling_factor attribute"
+        ) from e
+    try:
+        stream = dataclasses.replace(
+            header, shape=out["shape"], strings=_flat_strings(out["strings"])
         )
         if kind == "dcae":
             _check_dcae_shape(stream)
@@ -633,13 +691,13 @@ def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
         _check_dcae_shape(stream)
     strings = [[s] for s in stream.strings]
     try:
+        kwargs: Dict[str, Any] = {}
+        if stream.portable:
+            kwargs.update(portable=True, grid_bits=stream.grid_bits)
+        if dcae:  # None for format versions 3 and 4: their checks bind no header field
+            kwargs["associated_data"] = stream.associated_data()
         with eval_mode(model), _guarded_decoders(model):
-            if stream.portable:
-                x_hat = model.decompress(
-                    strings, stream.shape, portable=True, grid_bits=stream.grid_bits
-                )["x_hat"]
-            else:
-                x_hat = model.decompress(strings, stream.shape)["x_hat"]
+            x_hat = model.decompress(strings, stream.shape, **kwargs)["x_hat"]
     except DCAEError:
         raise
     except (

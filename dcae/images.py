@@ -12,6 +12,12 @@ pixel:
   coding its first frame without a word;
 * a file Pillow cannot read (the message names the path).
 
+and applies the EXIF orientation (``Orientation`` tag, as photo viewers
+do and as ``ImageOps.exif_transpose`` does): a JPEG a camera stored as
+64x48 pixels with ``Orientation=6`` is read as the upright 48x64 image its
+viewers show, and coded, evaluated and trained on upright.  The orientation
+tag is dropped with the transposition; other metadata is not coded anyway.
+
 Pillow only: the command line's parsers import this module.
 """
 
@@ -21,21 +27,25 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import IO, List, Optional, Union
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .bitstream import DEFAULT_MAX_PIXELS
 from .errors import DCAEError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "EXIF_ORIENTATION",
     "IMAGE_SUFFIXES",
     "UnsupportedImageError",
     "check_pixels",
     "image_files",
     "open_image",
 ]
+
+#: the EXIF tag of the orientation (1: upright, 2-8: mirrored and/or rotated)
+EXIF_ORIENTATION = 0x0112
 
 #: suffixes of the image files a folder is searched for (lower case)
 IMAGE_SUFFIXES = (
@@ -81,13 +91,15 @@ def check_pixels(width: int, height: int, max_pixels: Optional[int], what: str =
 
 
 def open_image(
-    path: Union[str, os.PathLike], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+    path: Union[str, os.PathLike, IO[bytes]], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
     """Open and load a still image file, checking its size and frame count
-    from the header before any pixel is decoded.
+    from the header before any pixel is decoded, upright: an EXIF
+    orientation other than 1 is applied (``ImageOps.exif_transpose``).
 
     Args:
-        path: the image file.
+        path: the image file (or a binary file object, e.g. standard input's
+            bytes in a ``BytesIO``).
         max_pixels: refuse images with more pixels (``None``: no bound; the
             default is the bound :func:`dcae.decode` applies to files).
 
@@ -96,7 +108,10 @@ def open_image(
         UnsupportedImageError: unreadable, too large or animated (the
             message names the path).
     """
-    name = os.fspath(path)
+    if isinstance(path, (str, os.PathLike)):
+        name = os.fspath(path)
+    else:
+        name = str(getattr(path, "name", None) or "<stream>")
     try:
         # Pillow's own decompression-bomb limit is a process global; the
         # header is read without it and max_pixels decides instead
@@ -117,6 +132,8 @@ def open_image(
                     "img.save('frame.png'))"
                 )
             img.load()
+            if img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+                return ImageOps.exif_transpose(img)  # a new, upright image
             return img
     except (FileNotFoundError, UnsupportedImageError):
         raise

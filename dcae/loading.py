@@ -38,6 +38,7 @@ __all__ = [
     "downsampling_factor",
     "eval_mode",
     "image_model_names",
+    "known_model_name",
     "load_model",
     "missing_tables",
     "model_identity",
@@ -76,8 +77,11 @@ def model_identity(model: torch.nn.Module) -> Tuple[str, str]:
     """``(kind, name)`` recorded in a ``.dcae`` file for ``model``.
 
     ``("dcae", preset name)`` for a :class:`~dcae.DCAEModel`;
-    ``("compressai", registry name)`` for a class registered in
-    ``compressai.registry``; else ``("class", "module:Class")``.
+    ``("compressai", registry name)`` for one of CompressAI's own models
+    (registered in ``compressai.registry`` by CompressAI); else
+    ``("class", "module:Class")``, also for a user's class registered under a
+    name of theirs: that name means nothing to a fresh process, where the
+    user's module is not imported, while ``--model module:Class`` works there.
     """
     if _is_dcae(model):
         name = "".join(c for c in model.config.name if 32 <= ord(c) < 127)  # type: ignore[union-attr]
@@ -85,11 +89,22 @@ def model_identity(model: torch.nn.Module) -> Tuple[str, str]:
     from compressai.registry import MODELS
 
     cls = type(model)
-    for name, registered in MODELS.items():
-        if registered is cls:
-            return "compressai", name[:MAX_NAME]
+    if cls.__module__.split(".")[0] == "compressai":
+        for name, registered in MODELS.items():
+            if registered is cls:
+                return "compressai", name[:MAX_NAME]
     spec = f"{cls.__module__}:{cls.__qualname__}"
     return "class", "".join(c for c in spec if 32 <= ord(c) < 127)[:MAX_NAME]
+
+
+def known_model_name(name: str) -> bool:
+    """Whether ``name`` is a model name this process resolves (CompressAI's
+    registry and zoo, DCAE included) without importing a user's module."""
+    from compressai.registry import MODELS
+    from compressai.zoo.image import model_architectures
+
+    image_model_names()  # registers DCAE
+    return name in MODELS or name in model_architectures
 
 
 def _import(module_name: str, spec: str) -> Any:
@@ -141,8 +156,10 @@ def resolve_class(spec: str) -> type:
         obj = MODELS.get(spec) or model_architectures.get(spec)
         if obj is None:
             raise DCAEError(
-                f"unknown model {spec!r}: give module:Class (your own CompressionModel) or a "
-                f"CompressAI image model name ({', '.join(names)})"
+                f"unknown model {spec!r}: give module:Class (your own CompressionModel; a "
+                "name your code registers in CompressAI's registry is unknown here, where "
+                "your module is not imported) or a CompressAI image model name "
+                f"({', '.join(names)})"
             )
     if not (isinstance(obj, type) and issubclass(obj, CompressionModel)):
         raise DCAEError(f"--model {spec!r} is not a compressai.models.CompressionModel subclass")

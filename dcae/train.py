@@ -341,7 +341,9 @@ class _Run:
         # again (its CDF tables may have other sizes than the checkpoint's)
         ckpt = None
         if cfg.resume:
-            ckpt = torch.load(cfg.resume, map_location=device, weights_only=True)
+            from .pretrained import _torch_load  # weights only, with dcae's messages
+
+            ckpt = _torch_load(Path(cfg.resume), str(device))
             self.model = DCAEModel(DCAEConfig.from_dict(dict(ckpt["config"])))
         else:
             self.model = _initial_model(cfg)

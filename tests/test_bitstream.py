@@ -17,6 +17,8 @@ from dcae.bitstream import (
     DEFAULT_MAX_PIXELS,
     FORMAT_VERSION,
     MAGIC,
+    MAX_SIDE,
+    MIN_CODED_SIDE,
     OFFICIAL_MULTIPLE,
     Bitstream,
     decode_shape,
@@ -34,9 +36,9 @@ from dcae.pretrained import load_checkpoint, save_checkpoint
 
 
 def make_stream(
-    height: int = 21, width: int = 37, policy: str = "minimal", multiple: int = 1, **changes
+    height: int = 21, width: int = 37, policy: str = "minimal", multiple: int = 16, **changes
 ):
-    multiple = {"minimal": 1, "official": 128}.get(policy, multiple)
+    multiple = {"official": 128}.get(policy, multiple)
     pad = policy_padding(policy, height, width, multiple)
     coded = (height + pad[2] + pad[3], width + pad[0] + pad[1])
     y, z = latent_shapes(*coded)
@@ -127,7 +129,7 @@ def test_layout_matches_documentation():
     data = pack(s)
     assert data == raw_pack(s)
     assert data[:9] == b"\x89DCAE\r\n\x1a\n"
-    assert data[9] == 4 == FORMAT_VERSION and data[10] == 0
+    assert data[9] == 5 == FORMAT_VERSION and data[10] == 0
     assert data[11] == 0 and data[12] == len("small")  # kind dcae, name length
     shape = raw_shape(s.shape)
     assert encode_shape(s.shape) == shape and len(shape) == 36
@@ -223,11 +225,32 @@ def test_padding_is_centred_to_multiple(h, w, multiple):
     assert 0 <= left <= right <= left + 1 < OFFICIAL_MULTIPLE + 1
     assert 0 <= top <= bottom <= top + 1
     assert w + left + right < w + OFFICIAL_MULTIPLE
-    assert policy_padding("minimal", h, w) == (0, 0, 0, 0)
     assert policy_padding("multiple", h, w, OFFICIAL_MULTIPLE) == (left, right, top, bottom)
     left, right, top, bottom = policy_padding("multiple", h, w, multiple)
     assert (w + left + right) % multiple == 0 and (h + top + bottom) % multiple == 0
     assert 0 <= left <= right <= left + 1 and 0 <= top <= bottom <= top + 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(h=st.integers(1, 65535), w=st.integers(1, 65535), multiple=st.integers(1, 256))
+def test_minimal_padding_is_the_least_that_codes_well(h, w, multiple):
+    """Centred, to a multiple of the stride (16 for DCAE), each side at least
+    MIN_CODED_SIDE, never past MAX_SIDE (#23)."""
+    for m, pad in ((16, policy_padding("minimal", h, w)), (multiple, None)):
+        pad = policy_padding("minimal", h, w, m) if pad is None else pad
+        left, right, top, bottom = pad
+        for n, a, b in ((w, left, right), (h, top, bottom)):
+            coded = n + a + b
+            assert 0 <= a <= b <= a + 1
+            if coded == MAX_SIDE and n > MAX_SIDE - m:
+                continue  # capped: the model pads the rest itself
+            assert coded % m == 0 and coded >= MIN_CODED_SIDE
+            assert coded < max(n, MIN_CODED_SIDE) + m
+    if h >= 32 and w >= 32 and h % 16 == 0 and w % 16 == 0:
+        assert policy_padding("minimal", h, w) == (0, 0, 0, 0)
+    assert policy_padding("minimal", 1, 1) == (15, 16, 15, 16)
+    assert policy_padding("minimal", 300, 1) == (15, 16, 2, 2)
+    assert policy_padding("minimal", 1, 65535) == (0, 0, 15, 16)
 
 
 def test_padding_like_compressai_eval_model():
@@ -290,17 +313,65 @@ def test_quality_is_recorded_exactly():
         unpack(reseal(nan_shape))
 
 
+def legacy_stream(version: int, height: int = 21, width: int = 37) -> Bitstream:
+    """A stream as versions 3 and 4 wrote it: ``minimal`` meant no padding."""
+    s = make_stream(height, width)
+    y, z = latent_shapes(height, width)
+    shape = {"y": (96, *y), "hyper": z, "image": (height, width)}
+    return dataclasses.replace(
+        s, pad_multiple=1, padding=(0, 0, 0, 0), shape=shape, version=version
+    )
+
+
 def test_version_3_files_are_still_read():
-    s = make_stream()
+    s = legacy_stream(3)
     back = unpack(raw_pack(s, version=3, v3_quality=3))
     assert back.quality is None  # an earlier dcae's shipped-model index means nothing now
     assert dataclasses.replace(back, quality=None) == s
+    assert back.associated_data() is None  # their checks bind no header field
+
+
+def test_version_4_files_are_still_read_with_their_minimal_policy():
+    s = legacy_stream(4)
+    assert unpack(pack(s)) == s and pack(s) == raw_pack(s, version=4)
+    assert s.associated_data() is None
+    # version 4's minimal policy is no padding; version 5's pads
+    with pytest.raises(FormatError, match="multiple 16 does not match the 'minimal' policy"):
+        unpack(raw_pack(dataclasses.replace(s, pad_multiple=16), version=4))
+    with pytest.raises(FormatError, match="padding .* does not match the 'minimal' policy"):
+        unpack(raw_pack(dataclasses.replace(s, version=5), version=5))
+    with pytest.raises(FormatError, match="cannot write format version 3"):
+        pack(dataclasses.replace(s, version=3))
+
+
+def test_associated_data_covers_every_decoding_field():
+    s = make_stream(quality=2.5)
+    data = s.associated_data()
+    assert data is not None and s.model_digest in data
+    changes = [
+        dict(quality=2.75),
+        dict(quality=None),
+        dict(width=36, padding=policy_padding("minimal", 21, 36)),
+        dict(height=22, padding=policy_padding("minimal", 22, 37)),
+        dict(channels=1),
+        dict(model_digest=bytes(32)),
+        dict(portable=True, grid_bits=6),
+        dict(policy="official"),
+    ]
+    for change in changes:
+        if change.get("policy"):
+            other = make_stream(policy="official", quality=2.5)
+        else:
+            other = dataclasses.replace(s, **change)
+        assert other.associated_data() != data, change
+    # the model name and the strings are not decoding fields
+    assert dataclasses.replace(s, model_name="renamed").associated_data() == data
 
 
 def test_unsupported_version_and_flags():
     s = make_stream()
-    with pytest.raises(FormatError, match="unsupported .dcae format version 5"):
-        unpack(raw_pack(s, version=5))
+    with pytest.raises(FormatError, match="unsupported .dcae format version 6"):
+        unpack(raw_pack(s, version=6))
     with pytest.raises(FormatError, match="format version 1 .*re-encode"):
         unpack(raw_pack(s, version=1))
     with pytest.raises(FormatError, match="flags"):
@@ -343,7 +414,8 @@ def test_length_past_end():
         (dict(channels=0), {}, "channel count 0"),
         (dict(bit_depth=16), {}, "bit depth 16"),
         (dict(padding=(0, 0, 0, 128)), {}, "padding"),
-        (dict(pad_multiple=128), {}, "multiple 128 does not match the 'minimal'"),
+        (dict(pad_multiple=128), {}, "does not match the 'minimal' policy"),
+        (dict(pad_multiple=0), {}, "multiple 0 is not in 1..4096"),
         (dict(model_name="sm\x07ll"), {}, "model name"),
         (dict(model_name=""), {}, "model name"),
         (dict(model_kind="class"), {}, "not module:Class"),
@@ -446,6 +518,7 @@ def test_official_padding_must_match_policy():
 
 def test_absurd_sizes_are_bounded():
     big = make_stream(65535, 65535, shape=(3, 3))
+    assert big.padding == (0, 0, 0, 0)  # minimal: no side beyond 65535
     with pytest.raises(FormatError, match="exceeds max_pixels"):
         unpack(pack(big))
     assert big.width * big.height > DEFAULT_MAX_PIXELS
@@ -474,13 +547,34 @@ def test_fingerprint_survives_checkpoint_round_trip(small_model, tmp_path):
 def test_fingerprint_follows_weight_changes(small_model):
     model = copy.deepcopy(small_model)
     before = model_fingerprint(model)
-    assert model_fingerprint(model) == before  # cached
+    assert model_fingerprint(model) == before
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6
     after = model_fingerprint(model)
     assert after != before
     model.load_state_dict(small_model.state_dict())
     assert model_fingerprint(model) == before
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda m: m.g_s[0].weight.data.add_(1e-3),
+        lambda m: next(m.parameters()).data.copy_(next(m.parameters()).data * 0.999),
+        lambda m: m.latent_codec.hyper.h_s.scales[0].weight.data.mul_(1.001),
+    ],
+    ids=["data.add_", "data.copy_", "h_s data.mul_"],
+)
+def test_fingerprint_follows_writes_through_data(small_model, write):
+    """In-place writes through ``.data`` (EMA code) bump no version counter;
+    a file written before them must not decode with the changed model (#23)."""
+    model = copy.deepcopy(small_model)
+    data = dcae.encode(torch.rand(1, 3, 32, 32), model=model)
+    before = model_fingerprint(model)
+    write(model)
+    assert model_fingerprint(model) != before
+    with pytest.raises(ModelMismatchError, match="not by the given model"):
+        dcae.decode(data, model=model)
 
 
 def test_fingerprint_distinguishes_models(small_model):
@@ -491,7 +585,7 @@ def test_fingerprint_distinguishes_models(small_model):
 
 
 def test_fingerprint_of_an_inference_mode_model(small_model):
-    # tensors made under inference_mode have no version counter: hashed every call
+    # tensors made under inference_mode have no version counter
     with torch.inference_mode():
         copy_ = dcae.DCAEModel(small_model.config).eval()
         copy_.load_state_dict(small_model.state_dict())

@@ -240,3 +240,83 @@ def test_help_lists_options(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "x.png", "--quality", "1", "--target-bpp", "0.5"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- #23
+def test_decompress_refuses_lossy_suffixes_and_writes_lossless_ones(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "a.png", 20, 30)
+    assert call(capsys, "compress", src, "--checkpoint", checkpoint)[0] == 0
+    for name in ("a.jpg", "a.JPEG", "a.gif"):
+        code, _, err = call(
+            capsys, "decompress", tmp_path / "a.dcae", "-o", tmp_path / name,
+            "--checkpoint", checkpoint,
+        )  # fmt: skip
+        assert code == 1 and "lossily" in one_line_error(err) and ".png" in err
+        assert not (tmp_path / name).exists()
+    decoded = {}
+    for suffix in (".png", ".webp", ".tiff", ".bmp", ".ppm"):
+        out = tmp_path / f"dec{suffix}"
+        code, _, err = call(
+            capsys, "decompress", tmp_path / "a.dcae", "-o", out, "--checkpoint", checkpoint
+        )
+        assert code == 0, err
+        with Image.open(out) as img:
+            decoded[suffix] = np.asarray(img.convert("RGB"))
+    for arr in decoded.values():  # every one holds the decoded pixels exactly
+        assert np.array_equal(arr, decoded[".png"])
+    assert leftovers(tmp_path) == []
+
+
+def test_compress_writes_only_dcae_names(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "a.png", 20, 30)
+    for name in ("x.png", "x.jpg", "x"):
+        code, _, err = call(
+            capsys, "compress", src, "-o", tmp_path / name, "--checkpoint", checkpoint
+        )
+        assert code == 1 and "writes .dcae files" in one_line_error(err)
+        assert not (tmp_path / name).exists()
+    code, _, err = call(
+        capsys, "compress", src, "-o", tmp_path / "x.DCAE", "--checkpoint", checkpoint
+    )
+    assert code == 0, err
+
+
+def run_bytes(*args, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "dcae", *map(str, args)],
+        input=stdin, capture_output=True, env=env, timeout=600,
+    )  # fmt: skip
+
+
+def test_dash_is_standard_input_and_output(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "a.png", 20, 30)
+    dcae_file, ref = tmp_path / "a.dcae", tmp_path / "ref.png"
+    assert call(capsys, "compress", src, "-o", dcae_file, "--checkpoint", checkpoint)[0] == 0
+    assert call(capsys, "decompress", dcae_file, "-o", ref, "--checkpoint", checkpoint)[0] == 0
+    # compress - > stdout: the bytes of the file
+    proc = run_bytes("compress", "-", "--checkpoint", checkpoint, stdin=src.read_bytes())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == dcae_file.read_bytes()
+    assert b"- -> -" in proc.stderr  # the progress line goes to stderr
+    # decompress - -o -: a PNG of the decoded pixels
+    proc = run_bytes(
+        "decompress", "-", "-o", "-", "--checkpoint", checkpoint, "-q", stdin=proc.stdout
+    )
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    piped = tmp_path / "piped.png"
+    piped.write_bytes(proc.stdout)
+    assert np.array_equal(np.asarray(Image.open(piped)), np.asarray(Image.open(ref)))
+    assert not (tmp_path / "-").exists() and not (Path.cwd() / "-").exists()
+    # a file to standard output, standard input to a file
+    proc = run_bytes("compress", src, "-o", "-", "--checkpoint", checkpoint)
+    assert proc.returncode == 0 and proc.stdout == dcae_file.read_bytes()
+    proc = run_bytes(
+        "decompress", "-", "-o", tmp_path / "b.png", "--checkpoint", checkpoint,
+        stdin=dcae_file.read_bytes(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(ref)))
+    # a directory to standard output: refused in one line
+    code, _, err = call(capsys, "compress", tmp_path, "-o", "-", "--checkpoint", checkpoint)
+    assert code == 1 and "standard output" in one_line_error(err)

@@ -18,7 +18,7 @@ from PIL import Image
 
 import dcae
 from dcae import codec, pretrained
-from dcae.bitstream import model_fingerprint, pack, unpack
+from dcae.bitstream import model_fingerprint, pack, policy_padding, unpack
 from dcae.codec import UnsupportedImageError, decode, encode, resolve_model
 from dcae.errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 
@@ -89,7 +89,8 @@ def test_round_trip_edge_sizes(small_model, h, w):
 def test_round_trip_long_thin_images(small_model, h, w):
     img = random_image(h, w)
     data = encode(img, model=small_model)
-    assert unpack(data).shape["y"][-2:] == (-(-h // 16), -(-w // 16))
+    # each side coded on at least 32 pixels (#23): a 1-pixel strip has 2 latent rows
+    assert unpack(data).shape["y"][-2:] == (-(-max(h, 32) // 16), -(-max(w, 32) // 16))
     assert decode(data, model=small_model).size == (w, h)
 
 
@@ -105,8 +106,8 @@ def test_minimal_padding_never_codes_more_latent_than_official(small_model):
     s_min = unpack(encode(img, model=small_model, padding="minimal"))
     s_off = unpack(encode(img, model=small_model, padding="official"))
     assert s_min.shape["y"][-2:] == (5, 3) and s_off.shape["y"][-2:] == (8, 8)
-    assert s_min.shape["image"] == (70, 33) and s_off.shape["image"] == (128, 128)
-    assert s_off.padding == (47, 48, 29, 29)
+    assert s_min.shape["image"] == (80, 48) and s_off.shape["image"] == (128, 128)
+    assert s_min.padding == (7, 8, 5, 5) and s_off.padding == (47, 48, 29, 29)
 
 
 def test_grayscale_restored_as_luma(small_model):
@@ -418,3 +419,135 @@ def test_fuzz_payload_bytes_under_valid_crc(small_model, fuzz_bases):
         outcomes[kind] = outcomes.get(kind, 0) + 1
     assert set(outcomes) <= {"FormatError", "DecodingError", "decoded"}
     assert outcomes.get("DecodingError", 0) + outcomes.get("FormatError", 0) > 0
+
+
+# ---------------------------------------------------------------------------- #23
+@pytest.fixture(scope="module")
+def shipped():
+    if not pretrained.available_qualities():
+        pytest.skip("no shipped weights")
+    return pretrained.load_pretrained()
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return 10 * np.log10(255**2 / max(((x - y) ** 2).mean(), 1e-10))
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (4, 4), (1, 300), (300, 1), (3, 41)])
+def test_tiny_images_code_correctly(shipped, w, h):
+    """Images with a side of 1-4 pixels came back as garbage (12 dB for a
+    solid colour, (200, 100, 50) as (99, 99, 82)); the minimal policy now codes
+    every side on at least 32 edge-replicated pixels, the image centred."""
+    solid = Image.new("RGB", (w, h), (200, 100, 50))
+    data = encode(solid, model=shipped, quality=4)
+    stream = unpack(data)
+    assert min(stream.coded_size) >= 32 and stream.padding_policy == "minimal"
+    out = decode(data, model=shipped)
+    assert out.size == (w, h)
+    err = np.abs(np.asarray(out, dtype=np.int16) - np.asarray(solid, dtype=np.int16))
+    assert _psnr(out, solid) > 33 and err.max() <= 16, (_psnr(out, solid), err.max())
+
+
+def test_sides_not_multiple_of_16_code_as_well_as_their_neighbours(shipped):
+    """Zeros next to the image (what the layers pad with) cost 16 dB on a
+    100x70 photo crop; edge replication to a multiple of 16 restores it."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(60, 200, size=(9, 13, 3), dtype=np.uint8)
+    big = Image.fromarray(base).resize((112, 80), Image.BICUBIC)
+    crop = big.crop((0, 0, 100, 70))
+    p_crop = _psnr(decode(encode(crop, model=shipped), model=shipped), crop)
+    p_big = _psnr(decode(encode(big, model=shipped), model=shipped), big)
+    assert p_crop > p_big - 2, (p_crop, p_big)
+
+
+def test_a_rewritten_quality_is_refused(shipped):
+    """The quality decides the inverse gains, not the symbols: a file whose
+    quality is rewritten in the header and in the shape record, CRC
+    recomputed, used to decode to another image; the strings' checks now
+    bind it (#23)."""
+    img = random_image(48, 64)
+    data = encode(img, model=shipped, quality=4)
+    old, new = struct.pack(">d", 4.0), struct.pack(">d", 3.0)
+    assert data.count(old) == 2  # the header field and the shape's float
+    forged = reseal(data.replace(old, new))
+    stream = unpack(forged)
+    assert stream.quality == 3.0 and stream.shape["quality"] == 3.0
+    with pytest.raises(DecodingError, match="does not verify"):
+        decode(forged, model=shipped)
+    assert decode(data, model=shipped).size == (64, 48)
+
+
+@pytest.mark.parametrize("field", ["width", "channels", "policy"])
+def test_rewritten_decoding_fields_are_refused(shipped, field):
+    """Every header field that decides decoding is bound into the checks: a
+    consistent rewrite (another crop offset, grayscale output, ...) fails."""
+    img = random_image(40, 100)
+    stream = unpack(encode(img, model=shipped, padding="official"))
+    if field == "width":  # 100 -> 101: same coded size, other crop
+        changes = dict(width=101, padding=policy_padding("official", 40, 101))
+    elif field == "channels":
+        changes = dict(channels=1)
+    else:  # the same padding under another policy: even a harmless rewrite fails
+        changes = dict(padding_policy="multiple", pad_multiple=128)
+    forged = pack(dataclasses.replace(stream, **changes))
+    with pytest.raises(DecodingError, match="does not verify"):
+        decode(forged, model=shipped)
+
+
+def test_files_of_format_version_4_still_decode(small_model):
+    """Version 4 files (no padding under 'minimal', checks without the
+    header) decode as before."""
+    x = torch.from_numpy(np.asarray(random_image(21, 37))).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = small_model.compress(x, portable=True, grid_bits=6, associated_data=None)
+        expected = small_model.decompress(
+            out["strings"], out["shape"], portable=True, grid_bits=6, associated_data=None
+        )["x_hat"]
+    stream = dcae.bitstream.Bitstream(
+        model_kind="dcae", model_name="small", model_digest=model_fingerprint(small_model),
+        quality=None, width=37, height=21, channels=3, bit_depth=8,
+        padding_policy="minimal", pad_multiple=1, padding=(0, 0, 0, 0),
+        shape=out["shape"], strings=tuple(s[0] for s in out["strings"]),
+        portable=True, grid_bits=6, version=4,
+    )  # fmt: skip
+    data = pack(stream)
+    assert data[9] == 4
+    decoded = np.asarray(decode(data, model=small_model))
+    assert np.array_equal(decoded, codec.tensor_to_uint8(expected).numpy())
+    # the same strings under version 5 do not verify: their checks bind no header
+    with pytest.raises(DecodingError):
+        decode(pack(dataclasses.replace(stream, version=5, pad_multiple=16,
+                                        padding=policy_padding("minimal", 21, 37),
+                                        shape=dict(out["shape"], image=(32, 48)))),
+               model=small_model)  # fmt: skip
+
+
+def _rotated_jpeg(path, w: int = 64, h: int = 48):
+    """A JPEG stored as ``w x h`` pixels with EXIF Orientation=6 (viewers
+    rotate it 90 degrees clockwise: upright it is ``h x w``); the top row
+    is red, the rest gray, so the rotation is visible."""
+    arr = np.full((h, w, 3), 128, np.uint8)
+    arr[:8] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_orientation_is_applied_on_reading(small_model, tmp_path):
+    from dcae.eval.evaluate import _read_rgb
+    from dcae.images import open_image
+
+    path = _rotated_jpeg(tmp_path / "rotated.jpg")
+    with Image.open(path) as raw:
+        assert raw.size == (64, 48)  # stored sideways
+    with open_image(path) as img:
+        assert img.size == (48, 64)
+        arr = np.asarray(img)
+    # Orientation=6: the stored top row is the upright image's right column
+    assert arr[:, -4, 0].min() > 200 and arr[:, 4, 0].max() < 160
+    out = decode(encode(path, model=small_model), model=small_model)
+    assert out.size == (48, 64)
+    big = _rotated_jpeg(tmp_path / "big.jpg", 240, 180)
+    assert _read_rgb(big).shape == (240, 180, 3)  # dcae eval reads it upright too

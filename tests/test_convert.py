@@ -108,6 +108,33 @@ def test_cli_convert_round_trip(tmp_path: Path, small_sd, capsys) -> None:
     assert not (tmp_path / "j.pth").exists()
 
 
+def test_convert_writes_atomically(tmp_path: Path, small_sd, monkeypatch, capsys) -> None:
+    """A failure while writing (disk full, interrupt) leaves no partial file and
+    the previous output intact, as compress/decompress (#23)."""
+    src = tmp_path / "official.pth.tar"
+    torch.save({"state_dict": to_official_layout(small_sd)}, src)
+    dst = tmp_path / "out.pth.tar"
+    dst.write_bytes(b"previous")
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as handle:  # half written, then the disk is full
+            handle.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    args = ["convert", str(src), str(dst), "--force", "--no-verify"]
+    assert cli(args) == 1
+    err = capsys.readouterr().err
+    assert "No space left" in err and str(dst) in err and ".tmp" not in err
+    assert dst.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.setattr(torch, "save", real_save)
+    assert cli(args) == 0
+    assert torch.load(dst, weights_only=True)["config"]["M"] == 96
+
+
 @pytest.mark.official
 @pytest.mark.slow
 @pytest.mark.skipif(

@@ -16,7 +16,15 @@ import torch
 from PIL import Image
 
 from dcae.bitstream import unpack
-from dcae.codec import decode, decode_stream, encode, image_to_tensor, tensor_to_uint8
+from dcae.codec import (
+    coding_padding,
+    decode,
+    decode_stream,
+    encode,
+    image_to_tensor,
+    pad_image,
+    tensor_to_uint8,
+)
 from dcae.errors import DecodingError
 from dcae.pretrained import save_checkpoint
 
@@ -32,10 +40,12 @@ def photo_like(h: int, w: int, seed: int = 0) -> Image.Image:
 def forward_pixels(model, img: Image.Image, policy: str = "minimal") -> np.ndarray:
     """The eval-mode ``forward`` reconstruction, quantised like :func:`decode`."""
     x, _ = image_to_tensor(img)
-    assert policy == "minimal"
+    h, w = x.shape[2:]
+    # the image as dcae.encode codes it: edge-replicated, centred (#23)
+    _, _, (left, right, top, bottom) = coding_padding(model, h, w, policy)
     with torch.inference_mode():
-        x_hat = model.eval()(x)["x_hat"]
-    return tensor_to_uint8(x_hat).numpy()
+        x_hat = model.eval()(pad_image(x, (left, right, top, bottom)))["x_hat"]
+    return tensor_to_uint8(x_hat[..., top : top + h, left : left + w]).numpy()
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (23, 41), (64, 64), (80, 33)])

@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from PIL import Image
 
 from dcae import DCAEError, DCAEModel
 from dcae.cli import main
+from dcae.codec import coding_padding, pad_image
 from dcae.eval import report as report_module
 from dcae.eval.evaluate import (
     PILLOW_SETTINGS,
@@ -217,9 +221,13 @@ def test_evaluate_model_counts_every_string(image_dir, small_model):
     [rec] = evaluate_model(small_model, images, "dcae", "q1", estimate_rate=True)
     with Image.open(images[0]) as img:
         x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    # coded as dcae.encode codes it: edge-replicated to a multiple of 16 (#23)
+    _, _, (left, right, top, bottom) = coding_padding(small_model, *x.shape[2:])
+    assert (left + right, top + bottom) == (8, 0)
     with torch.no_grad():
-        enc = small_model.compress(x)
+        enc = small_model.compress(pad_image(x, (left, right, top, bottom)))
         x_hat = small_model.decompress(enc["strings"], enc["shape"])["x_hat"]
+    x_hat = x_hat[..., top : top + x.shape[2], left : left + x.shape[3]]
     n_bytes = sum(len(s) for strings in enc["strings"] for s in strings)
     assert rec.n_bytes == n_bytes
     assert rec.bpp == pytest.approx(8 * n_bytes / (SIZE[0] * SIZE[1]))
@@ -234,6 +242,50 @@ def test_too_small_images_are_rejected(tmp_path, small_model):
     Image.fromarray(_photo(0, (64, 200))).save(tmp_path / "small.png")
     with pytest.raises(DCAEError, match="161"):
         evaluate_pillow(collect_images(tmp_path), "JPEG", [50])
+
+
+def test_small_images_evaluate_without_ms_ssim(tmp_path, checkpoint, anchors_dir, capsys):
+    """Images under 161 px per side: a one-line error naming the minimum and
+    --no-ms-ssim; with it, PSNR and bpp, MS-SSIM reported as n/a (#23)."""
+    images = tmp_path / "small"
+    images.mkdir()
+    Image.fromarray(_photo(0, (64, 96))).save(images / "a.png")
+    Image.fromarray(_photo(1, (17, 40))).save(images / "b.png")
+    out = tmp_path / "report"
+    argv = [
+        "eval", str(images), "-o", str(out), "--checkpoint", str(checkpoint),
+        "--jpeg-qualities", "30,70", "--webp-qualities", "none", "--avif-qualities", "none",
+        "--anchors", str(anchors_dir), "--quiet", "--no-plot",
+    ]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "161" in err[0] and "--no-ms-ssim" in err[0], err
+    assert main([*argv, "--no-ms-ssim"]) == 0
+    capsys.readouterr()
+    summary = (out / "summary.md").read_text()
+    assert "n/a" in summary and "nan" not in summary.lower()
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3 and all(",,," in r for r in rows[1:])  # ms_ssim, its dB
+    result = json.loads((out / "dcae.json").read_text())["results"]
+    assert "ms-ssim-rgb" not in result and result["psnr-rgb"][0] > 0
+    bd = json.loads((out / "bd_rate.json").read_text())["rows"]
+    assert bd and all(r["bd_rate_ms_ssim"] is None for r in bd)
+
+
+def test_eval_model_refuses_small_images_in_one_line(tmp_path):
+    """``python -m dcae.eval_model`` on images MS-SSIM cannot measure: one
+    line naming the minimum, not CompressAI's AssertionError traceback."""
+    Image.fromarray(_photo(0, (64, 96))).save(tmp_path / "a.png")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcae.eval_model", "pretrained", str(tmp_path),
+         "-a", "bmshj2018-factorized", "-q", "1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "AssertionError" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "161" in lines[0] and "--no-ms-ssim" in lines[0], proc.stderr
 
 
 def _rec(point: str, image: str, bpp: float, p: float) -> ImageRecord:

@@ -56,7 +56,8 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             fast_mode(model, enabled=fast)
             try:
                 with attention_backend(backend, model), threads(n):
-                    streams.append(model.compress(image, portable=True))
+                    # nothing bound but the latent: decoded by the latent codec below
+                    streams.append(model.compress(image, portable=True, associated_data=None))
             finally:
                 fast_mode(model, enabled=False)
         for enc in streams:
@@ -232,12 +233,19 @@ def test_first_portable_streams_still_decode(model, image):
             model.decompress(old["strings"], old["shape"], portable=True)
         with pytest.raises(DecodingError, match="does not verify"):
             model.decompress(new["strings"], new["shape"], portable=True, grid_bits=first)
-    # a file written by the first portable mode: only flag bit 0
+    # a file written by the first portable mode (format version 3 or 4: only
+    # flag bit 0, no header bound into the checks, minimal = no padding)
     stream = dcae.codec.read_stream(dcae.encode(image, model=model, portable=True))
-    assert stream.grid_bits == PORTABLE_GRID_BITS
-    y, z = old["strings"]
-    old_file = pack(dataclasses.replace(stream, strings=(y[0], z[0]), grid_bits=first))
-    assert old_file[10] == 0x01
+    assert stream.grid_bits == PORTABLE_GRID_BITS and stream.padding == (0, 0, 0, 0)
+    with torch.no_grad():
+        legacy = model.compress(image, portable=True, grid_bits=first, associated_data=None)
+    y, z = legacy["strings"]
+    old_file = pack(
+        dataclasses.replace(
+            stream, strings=(y[0], z[0]), grid_bits=first, version=4, pad_multiple=1
+        )
+    )
+    assert old_file[9:11] == bytes([4, 0x01])
     decoded = image_to_tensor(dcae.decode(old_file, model=model))[0]
     assert decoded.shape == image.shape
     assert float((decoded - image).abs().mean()) < 0.1

@@ -54,12 +54,13 @@ def _png(path: Path, w: int = 24, h: int = 16) -> Path:
 # ------------------------------------------------------------------ light command line
 @pytest.mark.parametrize("command", [None, "compress", "decompress", "eval", "train", "convert"])
 def test_help_imports_neither_torch_nor_compressai(command):
+    """What the ``dcae`` console script runs (``dcae_cli:main``)."""
     args = [command, "--help"] if command else ["--help"]
     code = (
-        "import runpy, sys\n"
-        f"sys.argv = ['dcae', *{args!r}]\n"
+        "import sys\n"
+        "from dcae_cli import main\n"
         "try:\n"
-        "    runpy.run_module('dcae', run_name='__main__', alter_sys=True)\n"
+        f"    main({args!r})\n"
         "except SystemExit:\n"
         "    pass\n"
         f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
@@ -69,11 +70,54 @@ def test_help_imports_neither_torch_nor_compressai(command):
     assert "HEAVY []" in result.stdout, result.stdout[-300:]
 
 
-def test_python_m_dcae_help_is_light():
-    result = _run("-X", "importtime", "-m", "dcae", "--help")
+def test_the_console_script_is_the_light_launcher():
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts == {"dcae": "dcae_cli:main"}
+
+
+def test_python_m_dcae_cli_help_is_light():
+    result = _run("-X", "importtime", "-m", "dcae_cli", "--help")
     assert result.returncode == 0 and "usage: dcae" in result.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
     assert not [m for m in imported if m.split(".")[0] in HEAVY]
+
+
+def test_python_m_dcae_still_runs_the_command_line():
+    result = _run("-m", "dcae", "--version")
+    assert result.returncode == 0 and result.stdout.startswith("dcae "), result.stderr
+
+
+def test_import_dcae_registers_whatever_the_host_arguments(tmp_path):
+    """CompressAI's ``examples/train.py`` convention, ``-m dcae``, through a
+    wrapper that imports dcae: ``-m dcae`` among the host's own arguments
+    (``sys.orig_argv``) used to make ``import dcae`` skip its registration
+    (#23)."""
+    wrapper = tmp_path / "train.py"
+    wrapper.write_text(
+        "import argparse, sys\n"
+        "import dcae  # registers DCAE with CompressAI\n"
+        "from compressai.zoo import image_models\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('-m', '--model', default='bmshj2018-factorized',\n"
+        "                    choices=image_models.keys())\n"
+        "parser.add_argument('-d', '--dataset', required=True)\n"
+        "args = parser.parse_args(sys.argv[1:])\n"
+        "net = image_models[args.model](quality=3)  # as examples/train.py does\n"
+        "print('MODEL', args.model, type(net).__name__)\n"
+    )
+    for argv in (["-m", "dcae", "-d", "data"], ["--model", "dcae", "-d", "data"]):
+        result = _run(str(wrapper), *argv, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "MODEL dcae DCAEModel" in result.stdout
+    # and a program named dcae, or run as python -m with -m dcae in its arguments
+    (tmp_path / "dcae_host").mkdir()
+    (tmp_path / "dcae_host" / "__init__.py").write_text("")
+    (tmp_path / "dcae_host" / "__main__.py").write_text(wrapper.read_text())
+    result = _run("-m", "dcae_host", "-m", "dcae", "-d", "data", cwd=tmp_path)
+    assert result.returncode == 0 and "MODEL dcae DCAEModel" in result.stdout, result.stderr
 
 
 # ------------------------------------------------------------------ images too large
@@ -205,7 +249,7 @@ def test_eval_model_refuses_a_hostile_pickle(tmp_path):
         pickle.dump({"state_dict": {"w": _Evil(marker)}}, f)
     images = tmp_path / "images"
     images.mkdir()
-    _png(images / "a.png", 64, 64)
+    _png(images / "a.png", 176, 176)  # MS-SSIM needs 161 per side
     result = _run(
         "-m", "dcae.eval.eval_model", "checkpoint", str(images),
         "-a", "bmshj2018-factorized", "-p", str(evil),
@@ -213,3 +257,27 @@ def test_eval_model_refuses_a_hostile_pickle(tmp_path):
     assert result.returncode != 0
     assert not marker.exists(), "the pickle was executed"
     assert "weights_only" in result.stderr or "not a readable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["torch.save", "pickle.dump"])
+def test_a_refused_checkpoint_gives_no_unsafe_advice_and_no_warning(tmp_path, kind):
+    """torch's message says to re-run with ``weights_only=False`` (arbitrary
+    code execution) and a plain pickle makes it warn in two lines first; the
+    CLI prints one line of its own, and the payload never runs (#23)."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    obj = {"state_dict": {"w": _Evil(marker)}}
+    if kind == "torch.save":
+        import torch
+
+        torch.save(obj, evil)
+    else:
+        with open(evil, "wb") as f:
+            pickle.dump(obj, f, protocol=4)
+    png = _png(tmp_path / "a.png")
+    result = _run("-m", "dcae", "compress", str(png), "--checkpoint", str(evil))
+    assert result.returncode == 1 and not marker.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcae: error: "), result.stderr
+    assert "not a readable PyTorch checkpoint" in lines[0] and "never unpickles" in lines[0]
+    assert "False" not in lines[0] and "\x1b" not in lines[0]

@@ -60,6 +60,24 @@ def tiny():
     return tiny_codec()
 
 
+@pytest.mark.parametrize("make", [tiny_codec, factorized], ids=["TinyCodec", FACTORIZED])
+@pytest.mark.parametrize("how", ["add_", "copy_"])
+def test_writes_through_data_change_the_fingerprint(make, how):
+    """CompressAI's latent codecs carry no string checks: a model changed in
+    place through ``.data`` after encoding must be refused, not decode to
+    garbage (#23)."""
+    model = make()
+    data = dcae.encode(photo(40, 56), model=model)
+    assert dcae.decode(data, model=model).size == (56, 40)
+    weight = model.g_s[0].weight
+    if how == "add_":
+        weight.data.add_(1e-3)
+    else:
+        weight.data.copy_(weight.data * 0.5)
+    with pytest.raises(ModelMismatchError, match="not by the given model"):
+        dcae.decode(data, model=model)
+
+
 @pytest.fixture(scope="module")
 def fp():
     return factorized()
@@ -478,3 +496,82 @@ def test_tutorial_codec_section_runs(tmp_path, monkeypatch, capsys):
     result = json.loads((tmp_path / "report" / "my-codecs-mycodec.json").read_text())
     assert result["name"] == "my_codecs:MyCodec" and len(result["results"]["bpp"]) == 4
     assert "| JPEG (Pillow) |" in stdout
+
+
+# ---------------------------------------------------------------------------- #23
+def test_decompress_with_a_checkpoint_but_no_model_names_the_files_model(
+    checkpoints, tmp_path, capsys
+):
+    """``--checkpoint`` without ``--model`` for a user codec's file: the
+    message names the model the file records and the option to pass, instead
+    of "does not fit a DCAE model" quoting a DCAE key."""
+    src = tmp_path / "a.png"
+    photo(20, 30).save(src)
+    out = tmp_path / "a.dcae"
+    args = ("--model", TINY, "--checkpoint", checkpoints["tiny"])
+    assert call(capsys, "compress", src, "-o", out, *args)[0] == 0
+    code, _, err = call(
+        capsys, "decompress", out, "-o", tmp_path / "a2.png", "--checkpoint", checkpoints["tiny"]
+    )
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"class '{TINY}'" in err and f"--model {TINY} --checkpoint" in err
+    assert "DCAE key" not in err and "does not fit" not in err
+    assert not (tmp_path / "a2.png").exists()
+
+
+class RegisteredTiny(TinyCodec):
+    """A user's codec registered in CompressAI's registry under a name of theirs."""
+
+
+def test_a_registered_user_class_is_recorded_as_module_class(tmp_path):
+    from compressai.registry import MODELS, register_model
+
+    register_model("user-tiny-23")(RegisteredTiny)
+    try:
+        torch.manual_seed(0)
+        model = RegisteredTiny().eval()
+        model.update(force=True)
+        s = unpack(dcae.encode(photo(16, 16), model=model))
+        # the registry name means nothing to a fresh process: module:Class does
+        assert (s.model_kind, s.model_name) == ("class", f"{__name__}:RegisteredTiny")
+    finally:
+        del MODELS["user-tiny-23"]
+    # a file of an earlier dcae that recorded such a name: the advice is module:Class
+    old = dataclasses.replace(s, model_kind="compressai", model_name="user-tiny-23")
+    with pytest.raises(ModelMismatchError) as e:
+        dcae.decode(pack(old))
+    assert "--model module:Class" in str(e.value) and "user-tiny-23" in str(e.value)
+    with pytest.raises(DCAEError, match="module:Class.*registers"):
+        loading.resolve_class("user-tiny-23")
+
+
+def test_minimal_padding_pads_to_the_codecs_need(tiny):
+    """``padding="minimal"`` for a codec without internal padding raised a
+    raw RuntimeError (tensor sizes 10 and 12); it now pads to the codec's
+    downsampling factor (64 without one), edge-replicated."""
+    img = photo(37, 53)
+    data = dcae.encode(img, model=tiny, padding="minimal")
+    s = unpack(data)
+    assert s.padding_policy == "minimal" and s.coded_size == (64, 64)
+    assert dcae.decode(data, model=tiny).size == (53, 37)
+
+
+def test_a_codec_that_cannot_code_the_size_fails_in_one_line(capsys):
+    """A hyperprior whose downsampling factor is wrong (16 for 64) fails in
+    compress with a shape mismatch: one line naming the padded size."""
+    from compressai.models import ScaleHyperprior
+
+    class WrongFactor(ScaleHyperprior):
+        @property
+        def downsampling_factor(self) -> int:
+            return 16
+
+    torch.manual_seed(0)
+    model = WrongFactor(8, 8).eval()
+    model.update(force=True)
+    with pytest.raises(DCAEError) as e:
+        dcae.encode(photo(37, 53), model=model, padding="minimal")
+    message = str(e.value)
+    assert "\n" not in message
+    assert "WrongFactor.compress failed on the 64x48 image (padding 'minimal'" in message
+    assert "Error: " in message and "downsampling_factor" in message

@@ -1,17 +1,20 @@
 """``dcae compress IN [-o OUT]``: images to ``.dcae`` files.
 
 ``IN`` is an image file (``OUT`` defaults to ``IN`` with the suffix
-``.dcae``) or a directory (every image in it, not recursive; ``OUT`` is then
-a directory, default ``IN``).  Outputs are written atomically and never
-overwritten without ``--force``.  The model is the shipped variable-rate one
-(``--quality`` any real number in its range, or ``--target-bpp B``), a DCAE
-checkpoint (``--quality`` too if it is variable-rate), or any CompressAI
-model: ``--model module:Class|NAME --checkpoint PATH``.
+``.dcae``; a file ``OUT`` must end in ``.dcae``) or a directory (every image
+in it, not recursive; ``OUT`` is then a directory, default ``IN``); ``-`` is
+standard input (``IN``) or output (``OUT``, the default for ``IN`` ``-``).
+Outputs are written atomically and never overwritten without ``--force``.
+The model is the shipped variable-rate one (``--quality`` any real number
+in its range, or ``--target-bpp B``), a DCAE checkpoint (``--quality`` too
+if it is variable-rate), or any CompressAI model: ``--model
+module:Class|NAME --checkpoint PATH``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 
@@ -73,12 +76,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _write_bytes(out: object, data: bytes) -> None:
+    """``data`` into a path (the atomic writer's temporary file) or a buffer."""
+    if isinstance(out, (str, Path)):
+        Path(out).write_bytes(data)
+    else:
+        out.write(data)  # type: ignore[attr-defined]
+
+
 def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
     from ..codec import encode, find_quality, resolve_model
     from ..errors import DCAEError
 
     pairs, is_dir = jobs.collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
+    for _, dst in pairs:
+        if not jobs.is_stdio(dst) and dst.suffix.lower() != ".dcae":
+            raise DCAEError(
+                f"output {dst}: dcae compress writes .dcae files, not {dst.suffix or 'files '}"
+                f"{'' if dst.suffix else 'without a suffix'}: name it *.dcae (or - for "
+                "standard output)"
+            )
     jobs.check_outputs(pairs, args.force, is_dir)
     max_pixels = args.max_pixels or None
     model, quality = resolve_model(
@@ -90,13 +108,16 @@ def run(args: argparse.Namespace) -> int:
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:
         t0 = time.perf_counter()
-        img = open_image(src, max_pixels=max_pixels)
+        if jobs.is_stdio(src):
+            img = open_image(io.BytesIO(jobs.read_input(src)), max_pixels=max_pixels)
+        else:
+            img = open_image(src, max_pixels=max_pixels)
         options = {"padding": args.padding, "portable": args.portable, "max_pixels": max_pixels}
         if args.target_bpp is not None:  # the model resolved above: loaded once
             q, data = find_quality(img, args.target_bpp, model=model, **options)
         else:
             q, data = quality, encode(img, model=model, quality=args.quality, **options)
-        jobs.write_atomic(dst, lambda tmp: Path(tmp).write_bytes(data), force=args.force)
+        jobs.write_output(dst, lambda out: _write_bytes(out, data), force=args.force)
         seconds = time.perf_counter() - t0
         pixels = img.width * img.height
         totals["bytes"] += len(data)
@@ -105,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             at = "" if q is None else f"quality {q:.4g}, "
             print(
                 f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, {at}"
-                f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s"
+                f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s",
+                file=jobs.report_stream(dst),
             )
 
     failures = jobs.run_jobs(pairs, is_dir, code_one)

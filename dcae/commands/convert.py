@@ -13,7 +13,10 @@ and writes it in the requested one:
   (``eval.py`` of LabShuHangGU/DCAE reads it);
 - ``compressai``: a plain state dict for ``compressai.models.dcae.DCAE``.
 
-Every conversion is exact (tensors are copied, never recomputed).  The result
+Every conversion is exact (tensors are copied, never recomputed).  The
+output is written atomically (:func:`dcae.commands.jobs.write_atomic`, as
+``dcae compress``): a failure or an interruption leaves no partial file and
+an existing ``OUT`` (``--force``) intact.  The result
 is checked by building the model it describes unless ``--no-verify``.
 
 A checkpoint of another codec (``--model module:Class|NAME``) converts to the
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from ..errors import DCAEError, ModelMismatchError
-from .jobs import add_model_argument
+from .jobs import add_model_argument, write_atomic
 
 __all__ = ["HELP", "add_arguments", "convert_file", "run"]
 
@@ -93,7 +96,7 @@ def convert_file(
     if dst.exists() and not force:
         raise DCAEError(f"{dst} exists; pass --force to overwrite it")
     if model is not None and not issubclass(resolve_class(model), DCAEModel):
-        return _convert_codec(src, dst, to, model)
+        return _convert_codec(src, dst, to, model, force)
     ckpt = read_checkpoint(src)  # any layout, shipped files too
     obj = {"state_dict": ckpt["state_dict"]}
     try:
@@ -120,11 +123,11 @@ def convert_file(
     import torch
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, dst)
+    write_atomic(dst, lambda tmp: torch.save(out, tmp), force=force)
     return {"from": source, "to": to, "tensors": len(sd), "config": cfg}
 
 
-def _convert_codec(src: Path, dst: Path, to: str, name: str) -> Dict[str, Any]:
+def _convert_codec(src: Path, dst: Path, to: str, name: str, force: bool) -> Dict[str, Any]:
     from ..loading import load_model, save_model
 
     if to != "dcae":
@@ -134,7 +137,7 @@ def _convert_codec(src: Path, dst: Path, to: str, name: str) -> Dict[str, Any]:
         )
     net = load_model(src, name)  # checks that the weights fit, builds CDF tables
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_model(net, dst, name)
+    write_atomic(dst, lambda tmp: save_model(net, tmp, name), force=force)
     return {"from": name, "to": to, "tensors": len(net.state_dict()), "config": None}
 
 

@@ -135,6 +135,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the model's forward pass and report real vs estimated bpp",
     )
+    parser.add_argument(
+        "--no-ms-ssim",
+        dest="ms_ssim",
+        action="store_false",
+        help="report PSNR and bpp only (MS-SSIM as n/a): for images under 161 pixels per "
+        "side, MS-SSIM's minimum",
+    )
     parser.add_argument("--device", default="cpu", help="device of the models (default: cpu)")
     parser.add_argument("--no-plot", action="store_true", help="do not write rd.png")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -265,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         estimate_rate=args.estimate_rate,
         log=log,
+        ms_ssim=args.ms_ssim,
     )
     print(report.files["summary"].read_text())
     written: Sequence[Path] = sorted(set(report.files.values()))

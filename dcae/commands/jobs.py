@@ -1,12 +1,13 @@
 """What ``dcae compress`` and ``dcae decompress`` share: turning INPUT/OUTPUT
 into (source, destination) jobs, refusing clashes before any work, running
-the jobs with per-file errors in directory mode, and atomic writes that never
-leave a partial or lost file."""
+the jobs with per-file errors in directory mode, atomic writes that never
+leave a partial or lost file, and ``-`` for standard input and output."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 from ..errors import DCAEError
 
 __all__ = [
+    "STDIO",
     "add_common_arguments",
     "add_io_arguments",
     "add_model_argument",
@@ -23,24 +25,33 @@ __all__ = [
     "check_writable",
     "collect_jobs",
     "exit_status",
+    "is_stdio",
     "progress_prefix",
+    "read_input",
+    "report_stream",
     "run_jobs",
     "write_atomic",
+    "write_output",
 ]
+
+#: ``-`` as INPUT or ``-o``: standard input or standard output
+STDIO = Path("-")
 
 
 #: ``command: (input name, its help, help of -o/--output)``
 _IO_HELP = {
     "compress": (
         "input",
-        "image file or directory of images",
-        "output .dcae file (or directory when INPUT is one); default: next to the input",
+        "image file or directory of images; - reads an image from standard input",
+        "output .dcae file (or directory when INPUT is one); - writes to standard output; "
+        "default: next to the input (standard output for input -)",
     ),
     "decompress": (
         "input",
-        ".dcae file or directory of .dcae files",
-        "output image (format from its suffix, e.g. .png) or directory; default: next to "
-        "the input, as PNG",
+        ".dcae file or directory of .dcae files; - reads a .dcae file from standard input",
+        "output image, of a lossless format chosen by its suffix (.png .bmp .tif .tiff "
+        ".ppm .pgm .pnm .webp, written lossless) or directory; - writes a PNG to standard "
+        "output; default: next to the input, as PNG (standard output for input -)",
     ),
     "eval": ("directory", "folder of images (e.g. the Kodak set)", "output folder"),
 }
@@ -87,10 +98,42 @@ def progress_prefix(i: int, n: int, width: int = 20) -> str:
     return f"[{'#' * done}{'-' * (width - done)}] {i:>{len(str(n))}}/{n}"
 
 
+def is_stdio(path: Optional[Path]) -> bool:
+    """Whether ``path`` is ``-``: standard input (INPUT) or output (``-o``);
+    a file named ``-`` is ``./-``."""
+    return path is not None and str(path) == "-"
+
+
 def collect_jobs(
     inp: Path, out: Optional[Path], suffixes: Tuple[str, ...], new_suffix: str
 ) -> Tuple[List[Tuple[Path, Path]], bool]:
-    """``[(input, output)]`` and whether ``inp`` is a directory."""
+    """``[(input, output)]`` and whether ``inp`` is a directory.  ``-`` as
+    ``inp`` is standard input (the output defaults to standard output), as
+    ``out`` standard output (:data:`STDIO` in the jobs).
+
+    Raises:
+        DCAEError: standard output for a directory, binary data for a
+            terminal, or an image expected from a terminal.
+    """
+    if is_stdio(inp) or is_stdio(out):
+        if is_stdio(out) and inp.is_dir() and not is_stdio(inp):
+            raise DCAEError(
+                f"-o - writes one file to standard output; {inp} is a directory: give an "
+                "output directory"
+            )
+        if is_stdio(inp) and sys.stdin.isatty():
+            raise DCAEError("input - reads standard input, which is a terminal: pipe a file in")
+        target = STDIO if out is None else out
+        if is_stdio(target) and sys.stdout.isatty():
+            raise DCAEError(
+                "refusing to write binary data to a terminal: redirect standard output "
+                "(> FILE or | ...) or pass -o FILE"
+            )
+        if not is_stdio(inp) and not inp.exists():
+            raise FileNotFoundError(f"{inp}: no such file or directory")
+        if target.is_dir():
+            raise DCAEError(f"input - has no name: -o {target} must name a file")
+        return [(STDIO if is_stdio(inp) else inp, STDIO if is_stdio(target) else target)], False
     if inp.is_dir():
         files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
@@ -126,6 +169,7 @@ def check_outputs(jobs: List[Tuple[Path, Path]], force: bool, is_dir: bool = Fal
     """Refuse before any work if an output exists (without ``force``), two
     inputs map to one output, or an output directory is missing or read-only
     (in directory mode the output directory is created first)."""
+    jobs = [(src, dst) for src, dst in jobs if not is_stdio(dst)]
     if is_dir and jobs:
         try:
             jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +186,7 @@ def check_outputs(jobs: List[Tuple[Path, Path]], force: bool, is_dir: bool = Fal
         seen[dst] = src
         if not force and dst.exists():
             raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-        if dst.resolve() == src.resolve():
+        if not is_stdio(src) and dst.resolve() == src.resolve():
             raise DCAEError(f"output {dst} is the input file")
 
 
@@ -171,6 +215,31 @@ def exit_status(failures: int, total: int) -> int:
         print(f"dcae: error: {failures} of {total} files failed", file=sys.stderr)
         return 1
     return 0
+
+
+def read_input(src: Path) -> bytes:
+    """The bytes of ``src``, or of standard input for ``-``."""
+    if is_stdio(src):
+        return sys.stdin.buffer.read()
+    return src.read_bytes()
+
+
+def write_output(dst: Path, write: Callable[[Any], None], *, force: bool = False) -> None:
+    """``write(target)`` into ``dst`` atomically (:func:`write_atomic`), or
+    into standard output for ``-`` (``target`` a binary buffer then)."""
+    if not is_stdio(dst):
+        write_atomic(dst, write, force=force)
+        return
+    buffer = io.BytesIO()
+    write(buffer)  # complete before anything reaches the pipe
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
+
+
+def report_stream(dst: Path) -> Any:
+    """Where a command's progress lines go: standard error when the output
+    itself goes to standard output, else standard output."""
+    return sys.stderr if is_stdio(dst) else sys.stdout
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ results JSON is the one ``python -m compressai.utils.plot`` reads::
     python -m dcae.eval_model pretrained /data/kodak -a dcae -q 1,2,3,4,5,6
     python -m dcae.eval_model checkpoint /data/kodak -a my_codecs:MyCodec -p mine.pth.tar
 
-Two things differ from CompressAI's script:
+Three things differ from CompressAI's script:
 
 - checkpoints are loaded by :func:`dcae.loading.load_model`, with
   ``torch.load(weights_only=True)`` (CompressAI's loader unpickles arbitrary
@@ -19,7 +19,11 @@ Two things differ from CompressAI's script:
   accepted; DCAE checkpoints in the dcae or the official layout have their
   architecture inferred from the tensor shapes;
 - ``-a`` also takes ``module:Class``, a user's ``CompressionModel`` (with the
-  ``checkpoint`` source), besides CompressAI's names.
+  ``checkpoint`` source), besides CompressAI's names;
+- images under 161 pixels per side are refused in one line before any model
+  runs: CompressAI's script always computes MS-SSIM, which needs 161, and
+  would stop with an ``AssertionError`` traceback (``dcae eval DIR
+  --no-ms-ssim`` reports PSNR and bpp of such images).
 
 The architecture name of DCAE is :data:`dcae.zoo.ZOO_NAME` (``"dcae"``, or
 ``"dcae-lu2025"`` when CompressAI ships its own ``"dcae"``).
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 __all__ = ["main"]
@@ -52,6 +57,29 @@ def _load_checkpoint(arch: str, no_update: bool, checkpoint_path: str) -> Any:
     return load_model(checkpoint_path, arch, update=not no_update).eval()
 
 
+def _check_sizes(paths: List[Any]) -> List[Any]:
+    """``paths``, after refusing images MS-SSIM cannot measure (sizes read
+    from the headers)."""
+    from PIL import Image
+
+    from ..errors import DCAEError
+    from .evaluate import MS_SSIM_MIN_SIDE
+
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except OSError:
+            continue  # CompressAI's reader says what is wrong with it
+        if min(w, h) < MS_SSIM_MIN_SIDE:
+            raise DCAEError(
+                f"{path} is {w}x{h}; CompressAI's eval_model always computes MS-SSIM, which "
+                f"needs at least {MS_SSIM_MIN_SIDE} pixels per side: use dcae eval "
+                f"{Path(path).parent} --no-ms-ssim (PSNR and bpp) for such images"
+            )
+    return paths
+
+
 @contextlib.contextmanager
 def _patched(module: Any, user_class: Optional[str]) -> Iterator[None]:
     """CompressAI's loader replaced; ``user_class`` (``module:Class``) made a
@@ -61,6 +89,8 @@ def _patched(module: Any, user_class: Optional[str]) -> Iterator[None]:
 
     saved_loader = module.load_checkpoint
     module.load_checkpoint = _load_checkpoint
+    saved_collect = module.collect_images
+    module.collect_images = lambda rootpath: _check_sizes(saved_collect(rootpath))
     tables = (module.pretrained_models, module.architectures)
     added = []
     try:
@@ -80,6 +110,7 @@ def _patched(module: Any, user_class: Optional[str]) -> Iterator[None]:
         yield
     finally:
         module.load_checkpoint = saved_loader
+        module.collect_images = saved_collect
         for table in added:
             del table[user_class]
 

@@ -33,14 +33,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from PIL import __version__ as PIL_VERSION
 from torch import Tensor
 
 from ..errors import DCAEError
 from ..images import IMAGE_SUFFIXES, image_files, open_image
-from .metrics import bpp_from_bytes, bpp_from_likelihoods, ms_ssim, psnr
+from .metrics import bpp_from_bytes, bpp_from_likelihoods, psnr
+from .metrics import ms_ssim as _ms_ssim
 from .report import (
     PLOT_ANCHORS,
     BDResult,
@@ -58,6 +58,7 @@ from .report import (
 __all__ = [
     "EvaluationReport",
     "IMAGE_SUFFIXES",
+    "MS_SSIM_MIN_SIDE",
     "PILLOW_SETTINGS",
     "collect_images",
     "describe_pillow",
@@ -67,7 +68,9 @@ __all__ = [
     "run_evaluation",
 ]
 
-_MIN_SIDE = 161  # MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
+#: MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
+MS_SSIM_MIN_SIDE = 161
+_MIN_SIDE = MS_SSIM_MIN_SIDE
 
 Log = Callable[[str], None]
 
@@ -114,13 +117,14 @@ def collect_images(directory: Union[str, os.PathLike], limit: Optional[int] = No
     return files
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_rgb(path: Path, ms_ssim: bool = True) -> np.ndarray:
     with open_image(path) as img:
         rgb = np.array(img.convert("RGB"))
     h, w = rgb.shape[:2]
-    if min(h, w) < _MIN_SIDE:
+    if ms_ssim and min(h, w) < _MIN_SIDE:
         raise DCAEError(
-            f"{path} is {w}x{h}; evaluation needs at least {_MIN_SIDE} pixels per side (MS-SSIM)"
+            f"{path} is {w}x{h}; MS-SSIM needs at least {_MIN_SIDE} pixels per side: pass "
+            "--no-ms-ssim (Python: ms_ssim=False) to report PSNR and bpp only"
         )
     return rgb
 
@@ -135,9 +139,10 @@ def _quantise(x: Tensor) -> Tensor:
     return x.detach().float().clamp(0, 1).mul(255).round().div(255).cpu()
 
 
-def _quality(x: Tensor, x_hat: Tensor) -> Tuple[float, float]:
+def _quality(x: Tensor, x_hat: Tensor, ms_ssim: bool = True) -> Tuple[float, Optional[float]]:
+    """PSNR and MS-SSIM (``None`` unless ``ms_ssim``) of 8-bit rounded images."""
     x, x_hat = _quantise(x), _quantise(x_hat)
-    return psnr(x, x_hat), ms_ssim(x, x_hat)
+    return psnr(x, x_hat), (_ms_ssim(x, x_hat) if ms_ssim else None)
 
 
 def _n_bytes(strings: Any) -> int:
@@ -164,6 +169,7 @@ def evaluate_model(
     device: Union[str, torch.device] = "cpu",
     estimate_rate: bool = False,
     log: Log = _silent,
+    ms_ssim: bool = True,
 ) -> List[ImageRecord]:
     """Compress and decompress each image with ``model`` (real entropy coding).
 
@@ -196,7 +202,7 @@ def evaluate_model(
     if own is not None and own.device != device:
         model = copy.deepcopy(model).to(device)
     with eval_mode(model):
-        return _evaluate(model, images, codec, point, device, estimate_rate, log)
+        return _evaluate(model, images, codec, point, device, estimate_rate, log, ms_ssim)
 
 
 def _evaluate(
@@ -207,16 +213,17 @@ def _evaluate(
     device: torch.device,
     estimate_rate: bool,
     log: Log,
+    ms_ssim: bool,
 ) -> List[ImageRecord]:
-    from ..codec import coding_padding
+    from ..codec import coding_padding, pad_image
 
     def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
         _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))
-        return (F.pad(x, padding) if any(padding) else x), padding
+        return pad_image(x, padding), padding
 
     records = []
     for i, path in enumerate(images):
-        x = _to_tensor(_read_rgb(path)).to(device)
+        x = _to_tensor(_read_rgb(path, ms_ssim)).to(device)
         h, w = x.shape[-2:]
         x_in, (left, _, top, _) = pad(x)
         if i == 0:  # warm-up: allocator, kernels, lazily built tables
@@ -233,7 +240,7 @@ def _evaluate(
         t2 = time.perf_counter()
         x_hat = x_hat[..., top : top + h, left : left + w]
         n_bytes = _n_bytes(enc["strings"])
-        p, m = _quality(x, x_hat)
+        p, m = _quality(x, x_hat, ms_ssim)
         est = None
         if estimate_rate:
             est = bpp_from_likelihoods(model(x_in)["likelihoods"], h * w)
@@ -307,6 +314,7 @@ def evaluate_pillow(
     qualities: Iterable[int],
     log: Log = _silent,
     options: Optional[Dict[str, Any]] = None,
+    ms_ssim: bool = True,
 ) -> List[ImageRecord]:
     """Encode and decode each image with Pillow at each quality.
 
@@ -327,7 +335,7 @@ def evaluate_pillow(
         raise DCAEError(f"Pillow {PIL_VERSION} was built without {fmt} support")
     options = PILLOW_SETTINGS[fmt] if options is None else options
     codec = _pillow_name(fmt)
-    pixels = [_read_rgb(p) for p in images]
+    pixels = [_read_rgb(p, ms_ssim) for p in images]
     records = []
     for q in qualities:
         for i, (path, rgb) in enumerate(zip(images, pixels)):
@@ -346,7 +354,7 @@ def evaluate_pillow(
                     f"{fmt} quality {q} decoded {path.name} ({w}x{h}) to "
                     f"{rec_rgb.shape[1]}x{rec_rgb.shape[0]}"
                 )
-            p, m = _quality(_to_tensor(rgb), _to_tensor(rec_rgb))
+            p, m = _quality(_to_tensor(rgb), _to_tensor(rec_rgb), ms_ssim)
             rec = ImageRecord(
                 codec, f"q{q}", path.stem, w, h, len(data), bpp_from_bytes(len(data), h * w),
                 p, m, t1 - t0, t2 - t1,
@@ -372,9 +380,10 @@ def _pillow_name(fmt: str) -> str:
 
 
 def _progress_line(rec: ImageRecord, i: int, n: int) -> str:
+    ms = "n/a" if rec.ms_ssim is None else f"{rec.ms_ssim:.4f}"
     return (
         f"{rec.codec} {rec.point} [{i:>{len(str(n))}}/{n}] {rec.image}: "
-        f"{rec.bpp:.4f} bpp, {rec.psnr:.2f} dB, MS-SSIM {rec.ms_ssim:.4f}, "
+        f"{rec.bpp:.4f} bpp, {rec.psnr:.2f} dB, MS-SSIM {ms}, "
         f"enc {rec.encoding_time:.2f} s, dec {rec.decoding_time:.2f} s"
     )
 
@@ -402,6 +411,7 @@ def run_evaluation(
     device: Union[str, torch.device] = "cpu",
     estimate_rate: bool = False,
     log: Log = _silent,
+    ms_ssim: bool = True,
 ) -> EvaluationReport:
     """Evaluate dcae rate points, Pillow JPEG/WebP/AVIF and anchors; write the report.
 
@@ -434,6 +444,9 @@ def run_evaluation(
         device: device of the dcae models.
         estimate_rate: also record the likelihood-estimated rate of dcae.
         log: progress callback.
+        ms_ssim: measure MS-SSIM, which needs images of at least
+            :data:`MS_SSIM_MIN_SIDE` (161) pixels per side; ``False``: PSNR and
+            bpp only (MS-SSIM reported as n/a), for images of any size.
     """
     if method not in ("cubic", "pchip"):
         raise ValueError(f"method must be 'cubic' or 'pchip', got {method!r}")
@@ -450,7 +463,7 @@ def run_evaluation(
         _check_qualities(fmt, qualities)
     images = collect_images(image_dir, limit)
     for p in images:  # fail early on unreadable or too small images
-        _read_rgb(p)
+        _read_rgb(p, ms_ssim)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     anchors = load_anchors(anchors_dir, anchor_dataset) if anchors_dir is not None else []
@@ -462,7 +475,9 @@ def run_evaluation(
         dcae_records = []
         for point, loader in models:
             model = loader()
-            dcae_records += evaluate_model(model, images, name, point, device, estimate_rate, log)
+            dcae_records += evaluate_model(
+                model, images, name, point, device, estimate_rate, log, ms_ssim
+            )
             del model
         records += dcae_records
         curves.append(mean_curve(dcae_records, name, f"{name}: real entropy coding"))
@@ -475,7 +490,7 @@ def run_evaluation(
             warnings.warn(msg, stacklevel=2)
             skipped.append(msg)
             continue
-        recs = evaluate_pillow(images, fmt, qualities, log, options)
+        recs = evaluate_pillow(images, fmt, qualities, log, options, ms_ssim)
         records += recs
         curves.append(mean_curve(recs, _pillow_name(fmt), describe_pillow(fmt, options)))
 

@@ -57,7 +57,7 @@ class ImageRecord:
     n_bytes: int
     bpp: float
     psnr: float
-    ms_ssim: float
+    ms_ssim: Optional[float]  # None: not measured (dcae eval --no-ms-ssim)
     encoding_time: float
     decoding_time: float
     bpp_estimate: Optional[float] = None
@@ -168,8 +168,9 @@ def mean_curve(records: Sequence[ImageRecord], name: str, description: str = "")
     rows = []
     for point, recs in by_point.items():
 
-        def mean(attr: str, recs: List[ImageRecord] = recs) -> float:
-            return float(np.mean([getattr(r, attr) for r in recs]))
+        def mean(attr: str, recs: List[ImageRecord] = recs) -> Optional[float]:
+            values = [getattr(r, attr) for r in recs]
+            return None if any(v is None for v in values) else float(np.mean(values))
 
         rows.append(
             (
@@ -177,9 +178,10 @@ def mean_curve(records: Sequence[ImageRecord], name: str, description: str = "")
                 mean("encoding_time"), mean("decoding_time"), point,
             )
         )  # fmt: skip
-    rows.sort()
+    rows.sort(key=lambda row: row[0])
     bpp, ps, ms, enc, dec, points = (list(c) for c in zip(*rows))
-    return Curve(name, bpp, ps, ms, enc, dec, points, description, source="this run")
+    ms_ssim = None if any(v is None for v in ms) else ms  # unmeasured at some point
+    return Curve(name, bpp, ps, ms_ssim, enc, dec, points, description, source="this run")
 
 
 # ---------------------------------------------------------------- anchors
@@ -334,9 +336,10 @@ def format_summary_markdown(curves: Sequence[Curve], records: Sequence[ImageReco
     for c in curves:
         ms_db = c.metric("ms-ssim")
         for i, point in enumerate(c.points or [str(i) for i in range(len(c.bpp))]):
+            ms = "n/a | n/a" if c.ms_ssim is None else f"{c.ms_ssim[i]:.5f} | {ms_db[i]:.3f}"
             line = (
                 f"| {c.name} | {point} | {c.bpp[i]:.4f} | {c.psnr[i]:.3f} | "
-                f"{c.ms_ssim[i]:.5f} | {ms_db[i]:.3f} | {c.encoding_time[i]:.3f} | "
+                f"{ms} | {c.encoding_time[i]:.3f} | "
                 f"{c.decoding_time[i]:.3f} |"
             )
             if has_est:
@@ -364,11 +367,14 @@ def write_per_image_csv(records: Sequence[ImageRecord], path: Union[str, os.Path
         w = csv.writer(f)
         w.writerow(fields)
         for r in records:
-            ms_db = -10 * math.log10(1 - r.ms_ssim) if r.ms_ssim < 1 else math.inf
+            ms, ms_db = "", ""  # not measured
+            if r.ms_ssim is not None:
+                db = -10 * math.log10(1 - r.ms_ssim) if r.ms_ssim < 1 else math.inf
+                ms, ms_db = f"{r.ms_ssim:.6f}", f"{db:.4f}"
             w.writerow(
                 [
                     r.codec, r.point, r.image, r.width, r.height, r.n_bytes, f"{r.bpp:.6f}",
-                    f"{r.psnr:.4f}", f"{r.ms_ssim:.6f}", f"{ms_db:.4f}",
+                    f"{r.psnr:.4f}", ms, ms_db,
                     f"{r.encoding_time:.4f}", f"{r.decoding_time:.4f}",
                     "" if r.bpp_estimate is None else f"{r.bpp_estimate:.6f}",
                 ]

@@ -522,9 +522,14 @@ class DCAEEntropyModel(LatentCodec):
         *,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape": (C, H, W),
         "y_hat"}``, one self-checking string per sample.
+
+        ``associated_data``: bytes bound into the strings' checks (what else
+        decides decoding, e.g. a quality); :meth:`decompress` must be given
+        the same, or the strings do not verify.
 
         ``return_y_hat=False`` leaves ``y_hat`` out and skips the work only it
         needs (the last slice's residual prediction), as an encoder may.
@@ -543,7 +548,7 @@ class DCAEEntropyModel(LatentCodec):
         dtype = self.dictionary.dtype
         if portable:
             y, side_params = y.double(), side_params.double()
-        coder = Encoder(em, y, portable, grid)
+        coder = Encoder(em, y, portable, grid, associated_data)
         y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, grid)
         out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
@@ -559,11 +564,12 @@ class DCAEEntropyModel(LatentCodec):
         *,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` (one string per
         sample, as :meth:`compress` returns them) and the latent ``shape``
-        (``(C, H, W)`` or ``(H, W)``); ``portable`` and ``grid_bits`` as given
-        to :meth:`compress`.
+        (``(C, H, W)`` or ``(H, W)``); ``portable``, ``grid_bits`` and
+        ``associated_data`` as given to :meth:`compress`.
 
         Raises:
             DecodingError: a string does not verify (wrong model, shape, slice
@@ -579,7 +585,7 @@ class DCAEEntropyModel(LatentCodec):
         dtype = self.dictionary.dtype
         if portable:
             side_params = side_params.double()
-        coder = Decoder(em, y_strings, (c, hh, ww), portable, grid)
+        coder = Decoder(em, y_strings, (c, hh, ww), portable, grid, associated_data)
         y_hat = em.run_slices(side_params, (hh, ww), coder, grid=grid)
         return {"y_hat": y_hat.to(dtype)}
 

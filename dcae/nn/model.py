@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -34,6 +36,22 @@ _RANGE_SLACK = 1e-3
 
 #: a quality: a real number, or one per sample (training)
 Quality = Union[float, Tensor]
+
+
+def _bound_data(quality: Optional[float], image: Any, associated_data: Optional[bytes]) -> bytes:
+    """What the ``y`` strings' checks bind besides the latent shape and mode:
+    the quality (NaN for none), the image size and the caller's bytes; empty
+    for ``associated_data=None`` (the checks of ``.dcae`` versions 3 and 4)."""
+    if associated_data is None:
+        return b""
+    try:
+        height, width = (int(v) for v in image)
+    except (TypeError, ValueError):
+        raise ValueError(f'shape["image"] must be (H, W) ints, got {image!r:.40}') from None
+    if not (0 <= height < 2**32 and 0 <= width < 2**32):
+        raise ValueError(f'shape["image"] {image!r:.40} is out of range')
+    q = math.nan if quality is None else float(quality)
+    return b"dcae-y" + struct.pack(">dII", q, height, width) + bytes(associated_data)
 
 
 class HyperSynthesis(nn.Module):
@@ -89,7 +107,8 @@ def _synthesis(cfg: DCAEConfig) -> nn.Sequential:
 
 class _HyperpriorLatentCodec(HyperpriorLatentCodec):
     """CompressAI's ``HyperpriorLatentCodec`` that passes the coding mode
-    (``portable``) to both of its codecs."""
+    (``portable``) to both of its codecs and the associated data of the string
+    checks to the ``y`` codec."""
 
     def compress(
         self,
@@ -98,10 +117,16 @@ class _HyperpriorLatentCodec(HyperpriorLatentCodec):
         portable: bool = False,
         grid_bits: Optional[int] = None,
         return_y_hat: bool = True,
+        associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         hyper_out = self.hyper.compress(y, portable=portable)
         y_out = self.y.compress(
-            y, hyper_out["params"], return_y_hat, portable=portable, grid_bits=grid_bits
+            y,
+            hyper_out["params"],
+            return_y_hat,
+            portable=portable,
+            grid_bits=grid_bits,
+            associated_data=associated_data,
         )
         [z_strings] = hyper_out["strings"]
         out = {
@@ -119,11 +144,17 @@ class _HyperpriorLatentCodec(HyperpriorLatentCodec):
         *,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         *y_strings, z_strings = strings
         hyper_out = self.hyper.decompress([z_strings], shape["hyper"], portable=portable)
         y_out = self.y.decompress(
-            y_strings, shape["y"], hyper_out["params"], portable=portable, grid_bits=grid_bits
+            y_strings,
+            shape["y"],
+            hyper_out["params"],
+            portable=portable,
+            grid_bits=grid_bits,
+            associated_data=associated_data,
         )
         return {"y_hat": y_out["y_hat"]}
 
@@ -394,6 +425,7 @@ class DCAEModel(SimpleVAECompressionModel):
         *,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: Optional[bytes] = b"",
     ) -> Dict[str, Any]:
         """``{"strings": [y_strings, z_strings], "shape"}``, one string per
         sample in each list; ``shape`` holds the ``y`` latent shape ``(M, H, W)``,
@@ -413,6 +445,14 @@ class DCAEModel(SimpleVAECompressionModel):
         with the same ``portable`` and ``grid_bits`` (the ``.dcae`` header
         records both).
 
+        The ``y`` strings' checks cover the quality and the image size (a
+        :meth:`decompress` given a rewritten ``shape["quality"]`` or
+        ``shape["image"]`` raises :class:`~dcae.DecodingError`) and
+        ``associated_data``, bytes of the caller's that decide decoding too
+        (:func:`dcae.encode` gives the ``.dcae`` header); :meth:`decompress`
+        needs the same.  ``None`` binds nothing but the latent shape and
+        coding mode (the strings of ``.dcae`` format versions 3 and 4).
+
         Raises:
             TypeError, ValueError: ``x`` is not a float ``(b, 3, H, W)`` tensor
                 with values in ``[0, 1]``; ``quality`` is not a real number in
@@ -424,14 +464,19 @@ class DCAEModel(SimpleVAECompressionModel):
         y = self._transform(self.g_a, x)
         if q is not None:
             y = y * self.gains(q, x.shape[0])[0]
+        image = (int(x.shape[2]), int(x.shape[3]))
         # no y_hat: the encoder skips the last slice's residual prediction
         out = self.latent_codec.compress(
-            y, portable=portable, grid_bits=grid_bits, return_y_hat=False
+            y,
+            portable=portable,
+            grid_bits=grid_bits,
+            return_y_hat=False,
+            associated_data=_bound_data(q, image, associated_data),
         )
         shape: Dict[str, Any] = {
             "y": tuple(int(v) for v in out["shape"]["y"]),
             "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
-            "image": (int(x.shape[2]), int(x.shape[3])),
+            "image": image,
         }
         if q is not None:
             shape["quality"] = q
@@ -445,13 +490,16 @@ class DCAEModel(SimpleVAECompressionModel):
         *,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: Optional[bytes] = b"",
     ) -> Dict[str, Tensor]:
         """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present;
-        ``portable`` and ``grid_bits`` as given to :meth:`compress`.
+        ``portable``, ``grid_bits`` and ``associated_data`` as given to
+        :meth:`compress`.
 
         Raises:
             DecodingError: a ``y`` string does not verify (other weights, a
-                corrupted or truncated string, strings swapped, drifted numerics).
+                corrupted or truncated string, strings swapped, drifted
+                numerics, another quality, image size or associated data).
             ValueError, TypeError: ``strings`` or ``shape`` are malformed.
         """
         if not isinstance(strings, (list, tuple)) or len(strings) != 2:
@@ -472,6 +520,7 @@ class DCAEModel(SimpleVAECompressionModel):
             raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
         if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
             raise TypeError("z strings must be bytes")
+        quality: Optional[float] = None
         if self.variable_rate:
             if "quality" not in shape:
                 raise ValueError(
@@ -481,22 +530,29 @@ class DCAEModel(SimpleVAECompressionModel):
             q = shape["quality"]
             if isinstance(q, bool) or not isinstance(q, (int, float)):
                 raise TypeError(f"shape['quality'] must be a real number, got {q!r:.40}")
-            inv_gain = self.gains(float(q), len(y_strings))[1]
+            quality = float(q)
+            inv_gain = self.gains(quality, len(y_strings))[1]
         elif shape.get("quality") is not None:
             raise ValueError(
                 "shape records a quality: the strings were made by a variable-rate model, "
                 "and this model has a single rate"
             )
+        image = shape.get("image")
+        if associated_data is not None and image is None:
+            raise ValueError('shape has no "image": pass the shape compress returned')
         z_symbols = self.config.z_channels * hyper[0] * hyper[1]
         z_guarded = [guard(bytes(s), z_symbols) for s in z_strings]
         out = self.latent_codec.decompress(
-            [y_strings, z_guarded], shape, portable=portable, grid_bits=grid_bits
+            [y_strings, z_guarded],
+            shape,
+            portable=portable,
+            grid_bits=grid_bits,
+            associated_data=_bound_data(quality, image, associated_data),
         )
         y_hat = out["y_hat"]
         if self.variable_rate:
             y_hat = y_hat * inv_gain
         x_hat = self._transform(self.g_s, y_hat).clamp_(0, 1)
-        image = shape.get("image")
         if image is not None:
             x_hat = x_hat[:, :, : int(image[0]), : int(image[1])]
         return {"x_hat": x_hat}

@@ -21,15 +21,20 @@ of the mask (zeros elsewhere); :meth:`SliceCoder.end_slice` closes a slice.
 **Self-checking strings.**  Each sample's string is ``checks + rANS``: a few
 check bytes, then CompressAI's rANS payload.  The checks are bits of a
 running CRC32 over the integer symbols of slices ``0..i`` (little-endian
-int32), seeded with the latent shape and slice layout::
+int32), seeded with the latent shape, the slice layout, the coding mode and
+the caller's ``associated_data`` (whatever else decides decoding:
+:class:`~dcae.DCAEModel` binds its quality and image size, :func:`dcae.encode`
+the ``.dcae`` header)::
 
-    seed  = crc32("DCAE-y1" | C | H | W | n | slice sizes | passes)
+    seed  = crc32("DCAE-y1" | C | H | W | portable | n | slice sizes | passes
+                  [| grid] [| len(data) | data])
     crc_i = crc32(symbols of slice i, crc_{i-1})        (crc_{-1} = seed)
     checks = crc_0 mod 2^4 | ... | crc_{n-2} mod 2^4 | crc_{n-1} mod 2^24, zero padded to bytes
 
 A decoder whose entropy parameters drift (other weights, another slice layout
 or shape, strings in the wrong order, a truncated or corrupted string, other
-numerics) decodes other symbols; the first slice whose check fails is named
+numerics) decodes other symbols, and one given other associated data (a
+rewritten quality, say) starts from another seed; the first slice whose check fails is named
 in the :class:`~dcae.DecodingError`.  Because the CRC runs over all earlier
 slices, a drift at slice ``j`` passes unnoticed only if every check from ``j``
 on agrees by chance: at most ``2^-24`` (a drift in the last slice only), and
@@ -139,12 +144,15 @@ def string_seed(
     passes: int,
     portable: bool = False,
     grid_bits: Optional[int] = None,
+    associated_data: bytes = b"",
 ) -> int:
     """The CRC seed of a string: the latent ``(C, H, W)``, the slice layout,
-    the number of coding passes per slice and the coding mode (portable or
-    not, and the portable grid), so a string decoded in another mode never
-    verifies.  ``grid_bits`` as for :func:`portable_grid`; the first portable
-    grid (:data:`FIRST_PORTABLE_GRID_BITS`) keeps the seed it always had."""
+    the number of coding passes per slice, the coding mode (portable or
+    not, and the portable grid) and ``associated_data``, so a string decoded
+    in another mode or with other data never verifies.  ``grid_bits`` as for
+    :func:`portable_grid`; the first portable grid
+    (:data:`FIRST_PORTABLE_GRID_BITS`) and empty ``associated_data`` keep the
+    seed they always had."""
     grid = portable_grid(portable, grid_bits)
     c, h, w = (int(v) for v in shape)
     head = struct.pack(">IIIB", c, h, w, int(portable)) + struct.pack(
@@ -152,6 +160,8 @@ def string_seed(
     )
     if grid is not None and grid != FIRST_PORTABLE_GRID_BITS:
         head += struct.pack(">B", grid)
+    if associated_data:
+        head += struct.pack(">I", len(associated_data)) + bytes(associated_data)
     return zlib.crc32(_SEED_TAG + head) & 0xFFFFFFFF
 
 
@@ -286,10 +296,13 @@ class _SymbolCoder(SliceCoder):
         batch: int,
         portable: bool,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ):
         self.em = em
         self.tables = em.coding_tables()
-        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, portable, grid_bits)
+        seed = string_seed(
+            shape, em.slice_sizes, em.passes_per_slice, portable, grid_bits, associated_data
+        )
         self.crc = [seed] * batch
         self.batch, self.hw = batch, (int(shape[1]), int(shape[2]))
         # the pass masks on the host (built there: no copy from the device)
@@ -335,9 +348,10 @@ class Encoder(_SymbolCoder):
         y: Tensor,
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ):
         shape = (y.shape[1], y.shape[2], y.shape[3])
-        super().__init__(em, shape, y.shape[0], portable, grid_bits)
+        super().__init__(em, shape, y.shape[0], portable, grid_bits, associated_data)
         self.y_slices = y.split(em.slice_sizes, dim=1)
         self.rans = [BufferedRansEncoder() for _ in range(y.shape[0])]
         self.crcs: List[List[int]] = [[] for _ in range(y.shape[0])]
@@ -377,8 +391,9 @@ class Decoder(_SymbolCoder):
         shape: Tuple[int, int, int],
         portable: bool = False,
         grid_bits: Optional[int] = None,
+        associated_data: bytes = b"",
     ):
-        super().__init__(em, shape, len(strings), portable, grid_bits)
+        super().__init__(em, shape, len(strings), portable, grid_bits, associated_data)
         n = em.num_slices
         head = check_bytes(n)
         symbols = shape[0] * shape[1] * shape[2]
@@ -426,8 +441,9 @@ class Decoder(_SymbolCoder):
                 raise DecodingError(
                     f"slice {i} of sample {b} does not verify: the decoded symbols are not "
                     "the encoder's. The string was written by another model or slice "
-                    "layout, for another latent shape, with other side parameters (e.g. "
-                    "strings in the wrong order), was truncated or corrupted, or this "
+                    "layout, for another latent shape or quality, with other side "
+                    "parameters (e.g. strings in the wrong order), was truncated or "
+                    "corrupted (or a field deciding decoding was rewritten), or this "
                     "decoder's arithmetic differs from the encoder's (backend, precision, "
                     "machine)"
                 )
