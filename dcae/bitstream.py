@@ -419,10 +419,12 @@ def _is_size(v: Any) -> bool:
 def _tensor_bytes(t: torch.Tensor) -> bytes:
     import torch
 
-    t = t.detach().cpu().contiguous()
+    from .nn import host
+
+    t = t.detach().contiguous()
     if t.dtype == torch.bfloat16:
         t = t.view(torch.int16)
-    arr = t.numpy()
+    arr = host.to_host(t)  # a model on an accelerator: one copy per tensor
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 

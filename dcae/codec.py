@@ -38,6 +38,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyModel
@@ -62,6 +63,7 @@ from .bitstream import (
 from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError
 from .images import UnsupportedImageError, check_pixels, open_image
 from .loading import check_ready, downsampling_factor, eval_mode, load_model, model_identity
+from .nn import host
 from .nn.model import DCAEModel
 from .nn.slice_coders import PORTABLE_GRID_BITS
 
@@ -679,12 +681,25 @@ def _closest(coded: Mapping[float, bytes], pixels: int, target: float) -> str:
 
 def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
     """Decode a parsed :class:`Bitstream` with a matching model: ``(1, 3, H, W)``
-    in ``[0, 1]``, cropped to the original size.
+    in ``[0, 1]``, cropped to the original size, on the CPU.
 
     Raises:
         DecodingError: a DCAE string does not verify, the model fails on the
             strings, or the reconstruction has the wrong size or is not finite.
     """
+    return torch.from_numpy(_decoded_array(stream, model))
+
+
+def _uint8_array(x_hat: np.ndarray) -> np.ndarray:
+    """:func:`tensor_to_uint8` of a ``(1, 3, H, W)`` float32 array, in NumPy
+    (the same float32 arithmetic, half to even)."""
+    scaled = np.clip(x_hat[0], 0, 1) * np.float32(255)
+    return np.ascontiguousarray(np.round(scaled).astype(np.uint8).transpose(1, 2, 0))
+
+
+def _decoded_array(stream: Bitstream, model: CompressionModel) -> np.ndarray:
+    """:func:`decode_stream` as a float32 array: the model's output crosses to
+    the host once, and every later step is NumPy."""
     check_ready(model)
     dcae = isinstance(model, DCAEModel)
     if dcae:
@@ -717,8 +732,11 @@ def decode_stream(stream: Bitstream, model: CompressionModel) -> Tensor:
             "(corrupted shape or strings)"
         )
     left, _, top, _ = stream.padding
-    x_hat = x_hat[:, :, top : top + stream.height, left : left + stream.width].float().cpu()
-    if not bool(torch.isfinite(x_hat).all()):
+    # the image's one copy to the host
+    x_hat = host.to_host(
+        x_hat[:, :, top : top + stream.height, left : left + stream.width].float()
+    )
+    if not np.isfinite(x_hat).all():
         raise DecodingError("the decoded image is not finite (corrupted stream)")
     return x_hat
 
@@ -764,6 +782,6 @@ def decode(
     """
     stream = read_stream(data, max_pixels=max_pixels)
     net = _model_for(stream, model)
-    pixels = tensor_to_uint8(decode_stream(stream, net)).numpy()
+    pixels = _uint8_array(_decoded_array(stream, net))
     img = Image.fromarray(pixels, mode="RGB")
     return img.convert("L") if stream.channels == 1 else img

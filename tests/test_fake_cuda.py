@@ -348,3 +348,17 @@ def test_compress_decompress_up_to_the_coder(models, preset, portable, monkeypat
         assert transfers.count("d2h") == 3 + 3 + slices
         assert transfers.count("h2d") == 1 + slices
         assert len(enc["strings"][0]) == len(enc["strings"][1]) == 2  # one per sample
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["float32", "portable"])
+def test_encode_decode_with_a_model_on_fake_cuda(models, portable, monkeypatch) -> None:
+    """:func:`dcae.encode` / :func:`dcae.decode` with the model on the device:
+    the image goes to the model's device, and only the documented copies
+    come back (here as zeros: the decoded image is black)."""
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8))
+    with fake_cuda(models["small-vr"], monkeypatch) as (model, transfers):
+        data = dcae.encode(img, model=model, quality=2.5, portable=portable)
+        out = dcae.decode(data, model=model)
+    assert all(dev == FAKE for _, dev, _ in transfers.log)
+    assert out.size == img.size and out.mode == "RGB"
+    assert dcae.codec.read_stream(data).portable is portable

@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a few encodes)",
     )
     jobs.add_model_argument(parser)
+    jobs.add_device_argument(parser)
     parser.add_argument(
         "--padding",
         choices=PADDING_POLICIES,
@@ -87,6 +88,7 @@ def _write_bytes(out: object, data: bytes) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compress; returns 0, or 1 if some files of a directory failed."""
     from ..codec import encode, find_quality, resolve_model
+    from ..device import resolve_device
     from ..errors import DCAEError
 
     pairs, is_dir = jobs.collect_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dcae")
@@ -99,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
             )
     jobs.check_outputs(pairs, args.force, is_dir)
     max_pixels = args.max_pixels or None
+    device = resolve_device(args.device)  # a one-line error before any model loads
     model, quality = resolve_model(
         quality=args.quality, checkpoint=args.checkpoint, name=args.model
     )
+    model = model.to(device)  # a fresh instance: moving it changes nothing shared
     if args.target_bpp is not None and quality is None:
         raise DCAEError("--target-bpp needs a variable-rate model; this one has a single rate")
     totals = {"bytes": 0, "pixels": 0}

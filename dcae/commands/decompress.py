@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model checkpoint that wrote the files (default: the matching shipped model)",
     )
     jobs.add_model_argument(parser)
+    jobs.add_device_argument(parser)
     jobs.add_common_arguments(parser, "refuse files recording more pixels")
 
 
@@ -104,6 +105,7 @@ def _check_model_arguments(args: argparse.Namespace, src: Path, data: bytes) -> 
 def run(args: argparse.Namespace) -> int:
     """Decompress; returns 0, or 1 if some files of a directory failed."""
     from ..codec import decode, read_stream, resolve_model
+    from ..device import resolve_device
 
     pairs, is_dir = jobs.collect_jobs(args.input, args.output, (".dcae",), ".png")
     for _, dst in pairs:
@@ -113,9 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if pairs:
         first = jobs.read_input(pairs[0][0])  # standard input is read once
         _check_model_arguments(args, pairs[0][0], first)
+    device = resolve_device(args.device)  # a one-line error before any model loads
     model = None
     if args.checkpoint is not None or args.model is not None:
         model, _ = resolve_model(checkpoint=args.checkpoint, name=args.model)
+        model = model.to(device)
+    elif device.type != "cpu":  # the shipped model, on the device (else: decode's own)
+        model = resolve_model()[0].to(device)
     max_pixels = args.max_pixels or None
 
     def code_one(src: Path, dst: Path, prefix: str) -> None:

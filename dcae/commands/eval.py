@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
+from ..device import resolve_device
 from ..errors import DCAEError
-from .jobs import add_io_arguments, add_model_argument
+from .jobs import add_device_argument, add_io_arguments, add_model_argument
 
 if TYPE_CHECKING:
     import torch
@@ -142,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report PSNR and bpp only (MS-SSIM as n/a): for images under 161 pixels per "
         "side, MS-SSIM's minimum",
     )
-    parser.add_argument("--device", default="cpu", help="device of the models (default: cpu)")
+    add_device_argument(parser)
     parser.add_argument("--no-plot", action="store_true", help="do not write rd.png")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
@@ -219,18 +220,6 @@ def _variable_rate_points(
     return [(f"q{q:g}", functools.partial(at, q)) for q in sorted(set(wanted))]
 
 
-def _check_device(device: str) -> str:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"invalid --device {device!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DCAEError("--device cuda requested but no CUDA GPU is available")
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``dcae eval``; returns the exit code."""
     from PIL import __version__ as pil_version
@@ -239,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.report import find_anchors_dir
 
     points = _model_points(args)
-    device = _check_device(args.device)
+    device = str(resolve_device(args.device))
     anchors = None
     if not args.no_anchors:
         anchors = args.anchors or find_anchors_dir()

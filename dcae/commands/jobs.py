@@ -92,6 +92,16 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the model runs (``auto``: CUDA when available)."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the model runs: auto (default: CUDA when available, else the CPU), "
+        "cpu, cuda or cuda:N; portable files are the same bytes on every device",
+    )
+
+
 def progress_prefix(i: int, n: int, width: int = 20) -> str:
     """``[#####-----]  3/24`` for item ``i`` (1-based) of ``n``."""
     done = round(width * i / n)

@@ -61,9 +61,8 @@ as comments over ``view``/``permute``, which cost less per call)::
 
 from __future__ import annotations
 
-import copy
-
 import contextlib
+import copy
 import os
 import types
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
