@@ -46,6 +46,9 @@ def bottleneck_forward(eb: EntropyBottleneck, z: Tensor, training: bool) -> Tupl
     """``EntropyBottleneck.forward(z)`` (noisy or rounded ``z``, likelihoods)
     with the same arithmetic and random draws, and no host synchronisation."""
     perm = (1, 0, *range(2, z.dim()))  # (b, c, ...) <-> (c, b, ...): its own inverse
+    # z of a reduced-precision h_a (autocast) in the bottleneck's own precision:
+    # the likelihoods need float32's range
+    z = z.to(eb.quantiles.dtype)
     x = z.permute(*perm).contiguous()
     shape = x.shape
     values = x.reshape(shape[0], 1, -1)

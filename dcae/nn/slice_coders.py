@@ -256,6 +256,10 @@ class SliceCoder:
         """Called after the last pass of slice ``i``."""
 
 
+def _at_least_float32(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _merge(mask: Optional[Tensor], new: Tensor, old: Optional[Tensor]) -> Tensor:
     """``new`` at the positions of ``mask``, ``old`` (or zeros) elsewhere."""
     if mask is None:
@@ -273,7 +277,9 @@ class Estimator(SliceCoder):
 
     def code(self, i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor]) -> Tensor:
         y = self.y_slices[i]
-        _, lik = self.em.gaussian_conditional(y, scales, means)
+        # likelihoods in (at least) float32: float16 flushes the 1e-9 lower bound
+        # to 0 (log2 -> -inf bits) and loses the tails of the Gaussian
+        _, lik = self.em.gaussian_conditional(*(_at_least_float32(t) for t in (y, scales, means)))
         if self.em.training and self.em.quantizer == "noise":
             y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         else:
