@@ -3,11 +3,11 @@ training throughput and torch.compile, in one run.
 
 Needs a clone of the dcae repository (this script and ``tests/``) with dcae
 installed from it and its test extras (``pip install ".[test]"``, for the
-``cuda``-marked tests), the 24 Kodak PNG images (``--kodak DIR`` or the environment
-variable ``DCAE_KODAK``) and, for the side-by-side numbers, optionally a clone
-of the official code, github ``LabShuHangGU/DCAE`` (``--official-repo DIR``;
-it needs ``timm``, ``einops`` and ``matplotlib``).  From the repository's
-root::
+``cuda``-marked tests), the 24 Kodak PNG images (``--kodak DIR`` or the
+environment variable ``DCAE_KODAK``) and, for the side-by-side numbers,
+optionally a clone of the official code, github ``LabShuHangGU/DCAE``
+(``--official-repo DIR``; it needs ``timm``, ``einops`` and ``matplotlib``).
+From the repository's root::
 
     python benchmarks/gpu_check.py --device cuda --out gpu-check \\
         --kodak /path/to/kodak --official-repo /path/to/DCAE
@@ -19,11 +19,11 @@ failure records its traceback and the run goes on.
     date, host, Python, torch, CUDA, cuDNN, GPU, driver, TF32 defaults.
 ``correctness``
     ``pytest -m cuda`` (``tests/test_cuda.py`` and the other ``cuda``-marked
-    tests, in a subprocess; ``pytest`` in ``--skip``), then the checks a user
-    would run: exact round trips after ``.to(device)`` (batch 1 and 2, TF32
-    on and off), every attention backend against the reference one, fast
-    mode, ``dcae.train`` with ``amp=True``, ``dcae.encode`` / ``dcae.decode``
-    with the model on the device.
+    tests, in a subprocess; ``--skip pytest`` leaves it out), then the checks
+    a user would run: exact round trips after ``.to(device)`` (batch 1 and 2,
+    torch defaults and TF32 off), every attention backend against the
+    reference one, fast mode, ``dcae.train`` with ``amp=True``,
+    ``dcae.encode`` / ``dcae.decode`` with the model on the device.
 ``cross_device``
     files encoded on the device and decoded on the CPU and the reverse (the
     shipped model and a paper-preset model with random weights, each coding
@@ -43,8 +43,18 @@ failure records its traceback and the run goes on.
 It writes ``gpu_check.md`` (the tables), ``gpu_check.json`` (the same, with
 per-image details) and ``pytest_cuda.log`` to ``--out`` after every section,
 so a run cut short keeps what it measured, and prints the tables at the end.
-A re-run can leave sections out, e.g. ``--skip cross_device,training``
-(names: pytest, correctness, cross_device, latency, training, compile).
+
+Options: ``--device`` (cuda, or cpu), ``--out`` (required), ``--kodak``,
+``--official-repo``, ``--quick`` (below), ``--skip`` (a comma list of
+pytest, correctness, cross_device, latency, training, compile; e.g.
+``--skip cross_device,training`` for a re-run), ``--budget`` (seconds the run
+plans for, 440: ``--cross-budget`` and ``--reserve`` bound the cross-device
+section, ``--compile-need`` and ``--transform-compile-need`` gate the compile
+steps), and sizes and counts: ``--max-images``, ``--crop``,
+``--diff-images``, ``--size``, ``--check-preset``, ``--check-size``,
+``--repeats``, ``--warmup``, ``--train-batch``, ``--train-patch``,
+``--train-steps``, ``--train-warmup``, ``--compile-slices``,
+``--pytest-timeout``, ``--threads`` (``--help`` says what each sets).
 
 Rehearsal on a machine without a GPU (2 images cropped to 128x128, 2
 repeats, the ``small`` preset for the correctness checks, batch 1 for
