@@ -17,10 +17,10 @@ on (the official scripts switch it off).  ``--image`` times a real image
 Usage::
 
     python benchmarks/bench_latency.py --preset paper --size 768x512 --repeats 3 \\
-        --official-repo /work/official
+        --official-repo /path/to/DCAE
     python benchmarks/bench_latency.py --preset small --repeats 5
     python benchmarks/bench_latency.py --device cuda --fast-dtype float16 --repeats 20 \\
-        --image shared/datasets/kodak/kodim01.png --official-repo /path/to/DCAE
+        --image /path/to/kodak/kodim01.png --official-repo /path/to/DCAE
 """
 
 from __future__ import annotations

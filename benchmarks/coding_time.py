@@ -6,7 +6,7 @@ the models taking turns; the table gives the median per image of
 compress + decompress (``model.compress``/``decompress``, batch 1) and the
 ratio to the first model::
 
-    python benchmarks/coding_time.py --images shared/datasets/kodak --limit 6 \\
+    python benchmarks/coding_time.py --images /path/to/kodak --limit 6 \\
         --checkpoint old-q3.pt.xz --shipped --quality 4 --threads 2
 """
 

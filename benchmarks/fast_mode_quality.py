@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -33,7 +34,7 @@ from dcae.nn.fast import fast_mode
 
 __all__ = ["main"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 def _code(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, object]:

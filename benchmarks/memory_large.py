@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-KODAK_IMAGE = Path("/work/shared/datasets/kodak/kodim23.png")
+KODAK_IMAGE = Path(os.environ.get("DCAE_KODAK", "kodak")) / "kodim23.png"
 
 
 def _peak_mib() -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -43,7 +44,7 @@ from dcae.codec import image_to_tensor
 
 __all__ = ["main"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 def _median_ms(fn: Callable[..., object], *args: object, n: int = 15) -> float:

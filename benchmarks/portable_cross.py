@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
+import os
 import platform
 import statistics
 import sys
@@ -41,7 +42,7 @@ from dcae.nn.fast import fast_mode
 
 __all__ = ["main"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 BACKENDS = ("reference", "fused", "sdpa")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -41,7 +42,7 @@ from dcae.nn import entropy_model as em_module
 
 __all__ = ["main"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 class _Recorder:

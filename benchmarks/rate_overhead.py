@@ -17,6 +17,7 @@ coding overhead of an untrained model).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from dcae.codec import encode, image_to_tensor
 
 __all__ = ["KODAK", "kodak_images", "main", "pick_model"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 def pick_model(

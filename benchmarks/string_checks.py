@@ -18,6 +18,7 @@ worktree of that commit for the "before" column::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -31,7 +32,7 @@ from dcae.codec import image_to_tensor
 
 __all__ = ["main"]
 
-KODAK = Path("/work/shared/datasets/kodak")
+KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 def main(argv=None) -> int:
