@@ -320,3 +320,45 @@ def test_dash_is_standard_input_and_output(checkpoint, tmp_path, capsys):
     # a directory to standard output: refused in one line
     code, _, err = call(capsys, "compress", tmp_path, "-o", "-", "--checkpoint", checkpoint)
     assert code == 1 and "standard output" in one_line_error(err)
+
+
+# ---------------------------------------------------------------------------- --device
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["compress", "decompress", "eval", "train"])
+def test_device_cuda_without_a_gpu_is_one_line(checkpoint, tmp_path, capsys, command):
+    src = image(tmp_path / "a.png", 24, 40)
+    args = {
+        "compress": ["compress", src, "--checkpoint", checkpoint],
+        "decompress": ["decompress", tmp_path / "a.dcae", "-o", tmp_path / "b.png"]
+        + ["--checkpoint", checkpoint],
+        "eval": ["eval", tmp_path, "--checkpoint", checkpoint, "-o", tmp_path / "ev"],
+        "train": ["train", tmp_path, "-o", tmp_path / "run", "--steps", "1"],
+    }[command]
+    if command == "decompress":
+        assert call(capsys, "compress", src, "--checkpoint", checkpoint)[0] == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = call(capsys, *args, "--device", "cuda")
+    assert code == 1 and "no CUDA GPU" in one_line_error(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_device_auto_and_cpu_code_the_same_bytes(checkpoint, tmp_path, capsys, device):
+    src = image(tmp_path / "a.png", 24, 40)
+    out = tmp_path / f"{device}.dcae"
+    code, _, _ = call(capsys, "compress", src, "-o", out, "--checkpoint", checkpoint, "-q")
+    assert code == 0
+    ref = out.read_bytes()
+    out.unlink()
+    args = ["compress", src, "-o", out, "--checkpoint", checkpoint, "-q", "--device", device]
+    assert call(capsys, *args)[0] == 0
+    assert out.read_bytes() == ref
+    dec = ["decompress", out, "-o", tmp_path / "d.png", "-q", "--device", device]
+    assert call(capsys, *dec, "--checkpoint", checkpoint)[0] == 0
+    assert Image.open(tmp_path / "d.png").size == (40, 24)
+
+
+def test_unknown_device_is_one_line(checkpoint, tmp_path, capsys):
+    src = image(tmp_path / "a.png", 24, 40)
+    code, _, err = call(capsys, "compress", src, "--checkpoint", checkpoint, "--device", "tpu")
+    assert code == 1 and "unknown device" in one_line_error(err)

@@ -218,3 +218,22 @@ def test_torch_compile_transforms_on_cuda(cuda_model):
         torch.testing.assert_close(g_a(x), y, atol=ATOL, rtol=0)
         g_s = torch.compile(cuda_model.g_s, fullgraph=True, dynamic=False)
         torch.testing.assert_close(g_s(y), cuda_model.g_s(y), atol=ATOL, rtol=0)
+
+
+def test_cli_portable_file_is_the_same_bytes_on_cuda_and_cpu(tmp_path):
+    """``dcae compress --device cuda`` and ``--device cpu`` write the same
+    portable file (the shipped model), and each decodes on the other device."""
+    from dcae.cli import main
+
+    src = tmp_path / "a.png"
+    photo(96, 128, seed=3).save(src)
+    outs = {}
+    for device in ("cuda", "cpu"):
+        outs[device] = tmp_path / f"{device}.dcae"
+        assert main(["compress", str(src), "-o", str(outs[device]), "-q", "--device", device]) == 0
+    assert outs["cuda"].read_bytes() == outs["cpu"].read_bytes()
+    for device, other in (("cuda", "cpu"), ("cpu", "cuda")):
+        dst = tmp_path / f"{device}_on_{other}.png"
+        args = ["decompress", str(outs[device]), "-o", str(dst), "-q", "--device", other]
+        assert main(args) == 0
+        assert Image.open(dst).size == (128, 96)
