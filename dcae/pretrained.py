@@ -23,6 +23,7 @@ import json
 import lzma
 import pickle
 import re
+import tempfile
 import warnings
 from pathlib import Path
 from types import MappingProxyType
@@ -560,6 +561,7 @@ def package_variable_rate(
     default_quality: Optional[float] = None,
     total_steps: Optional[int] = None,
     name: Optional[str] = None,
+    rate_points: Optional[int] = None,
     **info: Any,
 ) -> Dict[str, Any]:
     """Write the shipped weights of one variable-rate model:
@@ -567,14 +569,21 @@ def package_variable_rate(
     weights, xz-compressed) and a manifest naming it, its quality range and
     ``default_quality`` (default: the model's).  ``name`` (default: the
     config's) also becomes the config's name, which ``.dcae`` files record.
-    Other files in ``out_dir`` are left alone; remove older shipped files
-    yourself."""
+    ``rate_points`` keeps only the first rate points
+    (:meth:`~dcae.DCAEModel.first_rate_points`): the shipped range then ends
+    at quality ``rate_points``.  Other files in ``out_dir`` are left alone;
+    remove older shipped files yourself."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = _torch_load(Path(checkpoint), "cpu")
     model, packed = _packed_model(checkpoint)
     if not model.variable_rate:
         raise ValueError(f"{checkpoint} holds a single-rate model; use package_models")
+    if rate_points is not None:  # packed again from the truncated float weights
+        with tempfile.TemporaryDirectory() as tmp:
+            cut = load_checkpoint(checkpoint).first_rate_points(rate_points)
+            save_checkpoint(cut, Path(tmp) / "cut.pt")
+            model, packed = _packed_model(Path(tmp) / "cut.pt")
     if name is not None:
         model.config = model.config.replace(name=name)
     lo, hi = model.quality_range

@@ -279,3 +279,36 @@ def test_a_variable_rate_state_dict_without_config_loads(vr_model):
     three = DCAEModel(vr_model.config.replace(rate_lambdas=(0.001, 0.01, 0.1)))
     with pytest.raises(dcae.ModelMismatchError, match="lambdas are unknown"):
         DCAEModel.from_state_dict(three.state_dict())
+
+
+# ------------------------------------------------------------ cutting the range
+def test_first_rate_points_code_as_before_and_end_the_range(vr_model):
+    cut = vr_model.first_rate_points(3)
+    assert cut.quality_range == (1.0, 3.0)
+    assert cut.config.rate_lambdas == vr_model.config.rate_lambdas[:3]
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for q in (1.0, 2.25, 3.0):  # qualities kept code exactly as before
+            a, b = vr_model.compress(x, quality=q), cut.compress(x, quality=q)
+            assert a["strings"] == b["strings"]
+            assert torch.equal(
+                cut.decompress(b["strings"], b["shape"])["x_hat"],
+                vr_model.decompress(a["strings"], a["shape"])["x_hat"],
+            )
+        with pytest.raises(ValueError, match="outside this model's range"):
+            cut.compress(x, quality=3.5)
+    for bad in (1, 0, len(vr_model.config.rate_lambdas) + 1, 2.0, True):
+        with pytest.raises(ValueError, match="count"):
+            vr_model.first_rate_points(bad)
+
+
+def test_package_variable_rate_can_end_the_range(vr_model, tmp_path):
+    ckpt = tmp_path / "vr.pt"
+    save_checkpoint(vr_model, ckpt)
+    manifest = pretrained.package_variable_rate(
+        ckpt, tmp_path / "w", default_quality=2, rate_points=3, name="small-vr"
+    )
+    (entry,) = manifest["models"]
+    assert entry["quality_range"] == [1.0, 3.0] and len(entry["lambdas"]) == 3
+    model = pretrained.load_checkpoint(tmp_path / "w" / entry["file"])
+    assert model.quality_range == (1.0, 3.0)

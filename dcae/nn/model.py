@@ -349,6 +349,32 @@ class DCAEModel(SimpleVAECompressionModel):
         g, ig = both[:, :, None, None].chunk(2, dim=1)
         return g, ig
 
+    def first_rate_points(self, count: int) -> DCAEModel:
+        """A copy of this variable-rate model that keeps only its first
+        ``count`` rate points (qualities ``1..count``): the same weights, the
+        lambdas and gains of those points, CDF tables included.  Qualities up
+        to ``count`` code exactly as here (the copy's strings verify only with
+        the copy, whose configuration differs).
+
+        Raises:
+            ValueError: a single-rate model, or ``count`` not in
+                ``2..number of rate points``.
+        """
+        lam = self.config.rate_lambdas
+        if lam is None:
+            raise ValueError("this DCAE model has a single rate")
+        if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= len(lam):
+            raise ValueError(f"count must be an int in 2..{len(lam)}, got {count!r}")
+        net = type(self)(self.config.replace(rate_lambdas=tuple(lam[:count])))
+        state = dict(self.state_dict())
+        state["log_gain"] = state["log_gain"][:count]
+        state["log_inv_gain"] = state["log_inv_gain"][:count]
+        net.load_state_dict(state)
+        net.to(self.log_gain.device)
+        if self._default_quality is not None and self._default_quality <= count:
+            net.default_quality = self._default_quality
+        return net
+
     @torch.no_grad()
     def reset_gains(self, reference_lambda: float) -> None:
         """Set every rate point's gains to the uniform step the MSE optimum
