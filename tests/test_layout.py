@@ -27,7 +27,7 @@ MOVED = {
     "eval_model": "eval",
 }
 #: modules added to the subpackages after the move (no old path)
-ADDED = {"float64": "nn"}
+ADDED = {"float64": "nn", "host": "nn", "hyper_codec": "nn"}
 PACKAGE = Path(dcae.__file__).parent
 
 
