@@ -35,10 +35,11 @@ from typing import Dict, List, Tuple
 import torch
 
 import dcae
-from dcae import DCAEModel, DecodingError, attention_backend, pretrained
-from dcae.codec import image_to_tensor
+from dcae import DCAEModel, DecodingError, attention_backend
 from dcae.eval.metrics import psnr
-from dcae.nn.fast import fast_mode
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import fast_mode
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -127,8 +128,8 @@ def main(argv=None) -> int:
         model.update(force=True)
         what = f"random-weight {args.preset!r} model (seed 0)"
     else:
-        q = args.quality or pretrained.default_quality()
-        model = pretrained.load_pretrained(q)
+        q = args.quality or shipped.default_quality()
+        model = shipped.load_pretrained(q)
         what = f"shipped model, quality {q}"
     compiles = (False,) if args.no_compile else (False, True)
     enc_configs = list(itertools.product(BACKENDS, (1, 2), compiles, (False, True)))

@@ -35,10 +35,11 @@ from typing import Dict, List
 
 import torch
 
-from dcae import attention_backend, pretrained
-from dcae.codec import image_to_tensor
+from dcae import attention_backend
 from dcae.eval.metrics import psnr
-from dcae.nn import entropy_model as em_module
+from dcae.format.pixels import image_to_tensor
+from dcae.latent_codecs import entropy_model as em_module
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -46,7 +47,7 @@ KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 class _Recorder:
-    """Records every tensor passed to ``snap`` in ``dcae.nn.entropy_model``."""
+    """Records every tensor passed to ``snap`` in ``dcae.latent_codecs.entropy_model``."""
 
     def __init__(self) -> None:
         self.values: List[torch.Tensor] = []
@@ -87,7 +88,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--quality", type=float, default=None)
     args = parser.parse_args(argv)
     grids = [int(g) for g in args.grids.split(",")]
-    model = pretrained.load_pretrained(args.quality).eval()
+    model = shipped.load_pretrained(args.quality).eval()
     quality = args.quality if args.quality is not None else model.default_quality
     files = sorted(args.images.glob("*.png"))[: args.limit]
     rows: Dict[int, Dict[str, List[float]]] = {

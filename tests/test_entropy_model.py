@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcae import DCAEEntropyModel, DecodingError
-from dcae.nn.slice_coders import SliceCoder
+from dcae.latent_codecs.slice_coders import SliceCoder
 
 SLICES = (8, 8, 8)
 SIDE = 12

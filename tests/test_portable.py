@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import dcae
-from dcae import DCAEModel, DecodingError, attention_backend, pretrained
-from dcae.codec import image_to_tensor
-from dcae.nn.fast import fast_mode
-from dcae.nn.slice_coders import PORTABLE_GRID_BITS
+from dcae import DCAEModel, DecodingError, attention_backend
+from dcae.format.pixels import image_to_tensor
+from dcae.latent_codecs.coding_mode import PORTABLE_GRID_BITS
+from dcae.layers.fast import fast_mode
+from dcae.zoo import shipped
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
 BACKENDS = ("reference", "fused", "sdpa")
@@ -22,8 +23,8 @@ BACKENDS = ("reference", "fused", "sdpa")
 
 @pytest.fixture(scope="module")
 def model() -> DCAEModel:
-    if pretrained.available_qualities():
-        return pretrained.load_pretrained()
+    if shipped.available_qualities():
+        return shipped.load_pretrained()
     torch.manual_seed(0)  # pragma: no cover - an installation without weights
     m = DCAEModel("small").eval()
     m.update(force=True)
@@ -180,8 +181,8 @@ def test_portable_flag_and_grid_in_the_header():
 
     from test_bitstream import make_stream
 
-    from dcae.bitstream import FLAG_PORTABLE, pack, unpack
     from dcae.errors import FormatError
+    from dcae.format.container import FLAG_PORTABLE, pack, unpack
 
     plain = make_stream()
     assert unpack(pack(plain)).portable is False and unpack(pack(plain)).grid_bits is None
@@ -216,8 +217,9 @@ def test_first_portable_streams_still_decode(model, image):
     decoded with another grid never verifies."""
     import dataclasses
 
-    from dcae.bitstream import pack
-    from dcae.nn.slice_coders import FIRST_PORTABLE_GRID_BITS, string_seed
+    from dcae.format.container import pack
+    from dcae.latent_codecs.coding_mode import FIRST_PORTABLE_GRID_BITS
+    from dcae.latent_codecs.string_checks import string_seed
 
     first = FIRST_PORTABLE_GRID_BITS
     assert string_seed((8, 2, 3), [4, 4], 1, True, first) != string_seed(
@@ -278,14 +280,15 @@ def test_cli_compress_portable(tmp_path, model):
     "channels, kernel, padding, dilation", [(64, 3, 1, 1), (8, 5, 2, 1), (4, 3, 2, 2)]
 )
 def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, dilation):
-    from dcae.nn.float64 import _DepthwiseConv64, float64_copy
+    from dcae.latent_codecs.float64 import float64_copy
+    from dcae.latent_codecs.float64_layers import DepthwiseConv64
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(
         channels, channels, kernel, padding=padding, dilation=dilation, groups=channels
     )
     net = float64_copy(torch.nn.Sequential(conv))
-    assert isinstance(net[0], _DepthwiseConv64)
+    assert isinstance(net[0], DepthwiseConv64)
     x = torch.randn(2, channels, 13, 19, dtype=torch.float64)
     with torch.no_grad():
         expected = torch.nn.functional.conv2d(
@@ -294,18 +297,18 @@ def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, 
         )  # fmt: skip
         torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-13)
     strided = torch.nn.Conv2d(4, 4, 3, stride=2, groups=4)
-    assert not _DepthwiseConv64.handles(strided)  # left to conv2d
+    assert not DepthwiseConv64.handles(strided)  # left to conv2d
 
 
 @pytest.mark.parametrize(
     "layer, channels, kernel, padding, size, batch",
     [
-        ("_WinogradConv64", 48, 3, 1, (13, 19), 2),  # odd output: a cut tile
-        ("_WinogradConv64", 300, 3, 1, (32, 48), 1),  # a first layer of the shipped model
-        ("_WinogradConv64", 40, 3, (0, 2), (4, 9), 1),
-        ("_WinogradConv64", 32, 3, 1, (1, 1), 1),
-        ("_DenseConv64", 40, (3, 5), (0, 2), (4, 9), 2),
-        ("_DenseConv64", 32, 5, 2, (1, 1), 1),
+        ("WinogradConv64", 48, 3, 1, (13, 19), 2),  # odd output: a cut tile
+        ("WinogradConv64", 300, 3, 1, (32, 48), 1),  # a first layer of the shipped model
+        ("WinogradConv64", 40, 3, (0, 2), (4, 9), 1),
+        ("WinogradConv64", 32, 3, 1, (1, 1), 1),
+        ("DenseConv64", 40, (3, 5), (0, 2), (4, 9), 2),
+        ("DenseConv64", 32, 5, 2, (1, 1), 1),
     ],
 )
 def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, size, batch):
@@ -313,7 +316,7 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
     for 3x3 kernels, one product per tap otherwise) compute ``conv2d`` to a
     few ulps, for contiguous and channels-last inputs, any padding and odd
     sizes; layers they do not fit are left to ``conv2d``."""
-    from dcae.nn import float64
+    from dcae.latent_codecs import float64, float64_layers
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(channels, 17, kernel, padding=padding)
@@ -340,8 +343,8 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
         torch.nn.Conv2d(64, 8, 3, padding_mode="reflect"),
         torch.nn.Conv2d(64, 8, 3, groups=2),
     ):
-        assert not float64._WinogradConv64.handles(other)
-        assert not float64._DenseConv64.handles(other)
+        assert not float64_layers.WinogradConv64.handles(other)
+        assert not float64_layers.DenseConv64.handles(other)
 
 
 def test_float64_copy_reads_permuted_inputs_contiguously():
@@ -350,7 +353,7 @@ def test_float64_copy_reads_permuted_inputs_contiguously():
     transposed operands) and still compute the same function."""
     from torch.overrides import TorchFunctionMode
 
-    from dcae.nn.float64 import float64_copy
+    from dcae.latent_codecs.float64 import float64_copy
 
     class Record(TorchFunctionMode):
         def __init__(self):
@@ -381,8 +384,8 @@ def test_float64_copy_is_reused_until_the_module_changes():
     """The float64 copy is kept while nothing it depends on changes and made
     afresh after an in-place weight update, new buffers, a train flag or a
     swapped submodule; its numbers always follow the current weights."""
-    from dcae.nn import float64
-    from dcae.nn.float64 import float64_copy
+    from dcae.latent_codecs import float64
+    from dcae.latent_codecs.float64 import float64_copy
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU())
@@ -420,7 +423,8 @@ def test_paired_first_layers_give_the_same_bits():
     """The mean and scale networks' first layers computed as one product give
     bit for bit what each computes alone; a follower called with another
     tensor than its leader's computes alone."""
-    from dcae.nn.float64 import _PairedWinogradConv64, float64_copy, pair_first_layers
+    from dcae.latent_codecs.float64 import float64_copy
+    from dcae.latent_codecs.float64_layers import _PairedWinogradConv64, pair_first_layers
 
     torch.manual_seed(0)
 
