@@ -163,8 +163,8 @@ def main(argv=None) -> int:
                 continue
             by_strings: Dict[Tuple, List[Tuple]] = {}
             for cfg in enc_configs:
-                with Config(model, *cfg):  # nothing bound but the latent: the latent
-                    # codec decodes it below (skipping g_s)
+                with Config(model, *cfg):  # nothing bound but the latent: decoded to
+                    # y_hat below (skipping g_s)
                     enc = model.compress(x, portable=portable, associated_data=None)
                 key = (tuple(enc["strings"][0]), tuple(enc["strings"][1]))
                 by_strings.setdefault(key, []).append((cfg, enc))
@@ -173,8 +173,11 @@ def main(argv=None) -> int:
                 for dcfg in dec_configs:
                     with Config(model, *dcfg):
                         try:
-                            model.latent_codec.decompress(
-                                enc["strings"], enc["shape"], portable=portable
+                            model.decompress_latent(
+                                enc["strings"],
+                                enc["shape"],
+                                portable=portable,
+                                associated_data=None,
                             )
                             ok = True
                         except DecodingError:

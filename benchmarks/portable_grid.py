@@ -38,7 +38,7 @@ import torch
 from dcae import attention_backend
 from dcae.eval.metrics import psnr
 from dcae.format.pixels import image_to_tensor
-from dcae.latent_codecs import entropy_model as em_module
+from dcae.latent_codecs.coding_mode import CodingMode
 from dcae.zoo import shipped
 
 __all__ = ["main"]
@@ -47,22 +47,26 @@ KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 class _Recorder:
-    """Records every tensor passed to ``snap`` in ``dcae.latent_codecs.entropy_model``."""
+    """Records every tensor :meth:`CodingMode.snap` snaps (means and residual
+    predictions of portable coding)."""
 
     def __init__(self) -> None:
         self.values: List[torch.Tensor] = []
-        self._snap = em_module.snap
+        self._snap = CodingMode.snap
 
     def __enter__(self) -> _Recorder:
-        def snap(t: torch.Tensor, bits: int) -> torch.Tensor:
-            self.values.append(t.detach().clone())
-            return self._snap(t, bits)
+        original = self._snap
 
-        em_module.snap = snap
+        def snap(mode: CodingMode, t: torch.Tensor) -> torch.Tensor:
+            if mode.portable:
+                self.values.append(t.detach().clone())
+            return original(mode, t)
+
+        CodingMode.snap = snap  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        em_module.snap = self._snap
+        CodingMode.snap = self._snap  # type: ignore[method-assign]
 
 
 def _drift(model, x: torch.Tensor, quality) -> tuple:

@@ -40,7 +40,7 @@ from .format.padding import PADDING_POLICIES, coding_padding, downsampling_facto
 from .format.pixels import ImageInput, image_to_tensor, to_uint8_array
 from .format.shape import check_dcae_shape
 from .latent_codecs import host
-from .latent_codecs.coding_mode import PORTABLE_GRID_BITS
+from .latent_codecs.coding_mode import FLOAT32, PORTABLE
 from .latent_codecs.rans import guarded_decoders
 from .models.dcae import DCAEModel
 from .models.readiness import check_ready, eval_mode
@@ -138,12 +138,12 @@ def encode(
         return find_quality(image, target_bpp, model=model, **options)[1]  # type: ignore[arg-type]
     x, channels = image_to_tensor(image, max_pixels=max_pixels)
     net, q = resolve(model, quality, None, None, shared=True)
-    if portable is None:
-        portable = isinstance(net, DCAEModel)
-    if portable and not isinstance(net, DCAEModel):
+    dcae = isinstance(net, DCAEModel)
+    if portable and not dcae:
         raise ValueError(
             f"portable coding is a DCAE mode; {type(net).__name__} does not support it"
         )
+    mode = PORTABLE if (dcae if portable is None else portable) else FLOAT32
     height, width = int(x.shape[2]), int(x.shape[3])
     policy, multiple, pad = coding_padding(net, height, width, padding)
     kind, name = model_identity(net)
@@ -161,26 +161,22 @@ def encode(
         padding=pad,
         shape=None,
         strings=(),
-        portable=portable,
-        grid_bits=PORTABLE_GRID_BITS if portable else None,
+        mode=mode,
     )
     x = pad_image(x, pad)
     device = next(net.parameters()).device
     kwargs: Dict[str, Any] = {}
     if q is not None:
         kwargs["quality"] = q
-    if portable:
-        kwargs["portable"] = True
-        kwargs["grid_bits"] = PORTABLE_GRID_BITS
-    if isinstance(net, DCAEModel):  # the header's decoding fields, bound into the checks
-        kwargs["associated_data"] = header.associated_data()
+    if dcae:  # the coding mode, and the header's decoding fields bound into the checks
+        kwargs.update(mode=mode, associated_data=header.associated_data())
     try:
         with eval_mode(net):
             out = net.compress(x.to(device), **kwargs)
     except DCAEError:
         raise
     except (RuntimeError, ValueError, IndexError) as e:  # a codec that cannot code this size
-        if isinstance(net, DCAEModel):
+        if dcae:
             raise
         coded = f"{width + pad[0] + pad[1]}x{height + pad[2] + pad[3]}"
         message = " ".join(str(e).split())[:200]
@@ -269,10 +265,8 @@ def _decoded_array(stream: Bitstream, model: CompressionModel) -> np.ndarray:
     strings = [[s] for s in stream.strings]
     try:
         kwargs: Dict[str, Any] = {}
-        if stream.portable:
-            kwargs.update(portable=True, grid_bits=stream.grid_bits)
-        if dcae:  # None for format versions 3 and 4: their checks bind no header field
-            kwargs["associated_data"] = stream.associated_data()
+        if dcae:  # associated data None for format versions 3 and 4: no header field bound
+            kwargs.update(mode=stream.mode, associated_data=stream.associated_data())
         guarded = contextlib.nullcontext() if dcae else guarded_decoders(model)
         with eval_mode(model), guarded:
             x_hat = model.decompress(strings, stream.shape, **kwargs)["x_hat"]

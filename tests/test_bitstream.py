@@ -25,6 +25,7 @@ from dcae.format.shape import (
     shape_budget,
     shape_elements,
 )
+from dcae.latent_codecs.coding_mode import PORTABLE
 from dcae.zoo.checkpoints import save_checkpoint
 from dcae.zoo.loading import load_checkpoint
 
@@ -349,7 +350,7 @@ def test_associated_data_covers_every_decoding_field():
         dict(height=22, padding=policy_padding("minimal", 22, 37)),
         dict(channels=1),
         dict(model_digest=bytes(32)),
-        dict(portable=True, grid_bits=6),
+        dict(mode=PORTABLE),
         dict(policy="official"),
     ]
     for change in changes:

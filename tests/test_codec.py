@@ -25,6 +25,7 @@ from dcae.format.fingerprint import model_fingerprint
 from dcae.format.images import UnsupportedImageError
 from dcae.format.padding import policy_padding
 from dcae.format.pixels import tensor_to_uint8
+from dcae.latent_codecs.coding_mode import PORTABLE
 from dcae.zoo import shipped as shipped_model
 from dcae.zoo.resolve import resolve_model
 
@@ -507,7 +508,7 @@ def test_files_of_format_version_4_still_decode(small_model):
         quality=None, width=37, height=21, channels=3, bit_depth=8,
         padding_policy="minimal", pad_multiple=1, padding=(0, 0, 0, 0),
         shape=out["shape"], strings=tuple(s[0] for s in out["strings"]),
-        portable=True, grid_bits=6, version=4,
+        mode=PORTABLE, version=4,
     )  # fmt: skip
     data = pack(stream)
     assert data[9] == 4

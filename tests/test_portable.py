@@ -13,7 +13,7 @@ import torch
 import dcae
 from dcae import DCAEModel, DecodingError, attention_backend
 from dcae.format.pixels import image_to_tensor
-from dcae.latent_codecs.coding_mode import PORTABLE_GRID_BITS
+from dcae.latent_codecs.coding_mode import PORTABLE, PORTABLE_GRID_BITS, CodingMode
 from dcae.layers.fast import fast_mode
 from dcae.zoo import shipped
 
@@ -57,7 +57,7 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             fast_mode(model, enabled=fast)
             try:
                 with attention_backend(backend, model), threads(n):
-                    # nothing bound but the latent: decoded by the latent codec below
+                    # nothing bound but the latent: decoded to y_hat below
                     streams.append(model.compress(image, portable=True, associated_data=None))
             finally:
                 fast_mode(model, enabled=False)
@@ -65,8 +65,8 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             y_hats = []
             for backend, n in decode_combos:
                 with attention_backend(backend, model), threads(n):
-                    out = model.latent_codec.decompress(
-                        enc["strings"], enc["shape"], portable=True
+                    out = model.decompress_latent(
+                        enc["strings"], enc["shape"], portable=True, associated_data=None
                     )
                 y_hats.append(out["y_hat"])
             assert all(torch.equal(y_hats[0], y) for y in y_hats[1:])
@@ -188,7 +188,7 @@ def test_portable_flag_and_grid_in_the_header():
     assert unpack(pack(plain)).portable is False and unpack(pack(plain)).grid_bits is None
     flags_at = 10  # magic(9) version(1)
     for grid, flags in ((16, FLAG_PORTABLE), (6, FLAG_PORTABLE | 6 << 1), (31, 0x3F), (1, 0x03)):
-        flagged = dataclasses.replace(plain, portable=True, grid_bits=grid)
+        flagged = dataclasses.replace(plain, mode=CodingMode(grid))
         back = unpack(pack(flagged))
         assert back.portable is True and back.grid_bits == grid
         assert pack(flagged)[flags_at] == flags
@@ -203,12 +203,14 @@ def test_portable_flag_and_grid_in_the_header():
     for bad in (0x40, 0x80, 0x0C):  # unknown bits; a grid without the portable bit
         with pytest.raises(FormatError, match="flags"):
             unpack(with_flags(bad))
-    for portable, grid in ((True, None), (False, 6), (True, 0), (True, 32), (True, True)):
-        with pytest.raises(FormatError, match="grid_bits"):
-            pack(dataclasses.replace(plain, portable=portable, grid_bits=grid))
+    for grid in (0, 32, True, 6.0):  # a mode is validated where it is made
+        with pytest.raises(ValueError, match="grid_bits"):
+            CodingMode(grid)
+    with pytest.raises(FormatError, match="CodingMode"):
+        pack(dataclasses.replace(plain, mode=6))
     other = dataclasses.replace(plain, model_kind="compressai", model_name="bmshj2018-factorized")
     with pytest.raises(FormatError, match="not DCAE"):
-        pack(dataclasses.replace(other, portable=True, grid_bits=6))
+        pack(dataclasses.replace(other, mode=PORTABLE))
 
 
 def test_first_portable_streams_still_decode(model, image):
@@ -222,8 +224,8 @@ def test_first_portable_streams_still_decode(model, image):
     from dcae.latent_codecs.string_checks import string_seed
 
     first = FIRST_PORTABLE_GRID_BITS
-    assert string_seed((8, 2, 3), [4, 4], 1, True, first) != string_seed(
-        (8, 2, 3), [4, 4], 1, True
+    assert string_seed((8, 2, 3), [4, 4], 1, CodingMode(first)) != string_seed(
+        (8, 2, 3), [4, 4], 1, PORTABLE
     )
     with torch.no_grad():
         old = model.compress(image, portable=True, grid_bits=first)
@@ -244,7 +246,7 @@ def test_first_portable_streams_still_decode(model, image):
     y, z = legacy["strings"]
     old_file = pack(
         dataclasses.replace(
-            stream, strings=(y[0], z[0]), grid_bits=first, version=4, pad_multiple=1
+            stream, strings=(y[0], z[0]), mode=CodingMode(first), version=4, pad_multiple=1
         )
     )
     assert old_file[9:11] == bytes([4, 0x01])
@@ -443,3 +445,56 @@ def test_paired_first_layers_give_the_same_bits():
         assert torch.equal(scale(other), alone[2])  # another tensor: computed alone
         assert torch.equal(scale(x), alone[1])  # nothing pending any more: alone
     assert not pair_first_layers(float64_copy(net()), torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+# ------------------------------------------------------------------ one coding mode
+def test_coding_mode_is_one_value_made_at_the_api():
+    assert CodingMode.of() == CodingMode() and not CodingMode().portable
+    assert CodingMode.of(portable=True) == PORTABLE == CodingMode(PORTABLE_GRID_BITS)
+    assert CodingMode.of(portable=True, grid_bits=16).grid_bits == 16
+    assert CodingMode.of(PORTABLE) is PORTABLE
+    with pytest.raises(ValueError, match="not both"):
+        CodingMode.of(PORTABLE, portable=True)
+    with pytest.raises(TypeError, match="CodingMode"):
+        CodingMode.of("portable")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="portable=True"):
+        CodingMode.of(grid_bits=6)
+    x = torch.tensor([0.3, -1.26, 2.0], dtype=torch.float64)
+    assert CodingMode().snap(x) is x
+    assert torch.equal(
+        CodingMode(2).snap(x), torch.tensor([0.25, -1.25, 2.0], dtype=torch.float64)
+    )
+
+
+def test_only_the_api_takes_portable_and_grid_bits():
+    """Inside dcae one ``mode`` flows; the keywords ``portable``/``grid_bits``
+    are converted at the public API only."""
+    import ast
+    from pathlib import Path
+
+    api = {
+        ("codec.py", "encode"),
+        ("coding_mode.py", "of"),
+        ("entropy_model.py", "compress"),
+        ("entropy_model.py", "decompress"),
+        ("dcae.py", "compress"),
+        ("dcae.py", "decompress"),
+        ("dcae.py", "decompress_latent"),
+    }
+    found = set()
+    for path in Path(dcae.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in [*node.args.args, *node.args.kwonlyargs]}
+                if names & {"portable", "grid_bits"}:
+                    found.add((path.name, node.name))
+    assert found == api
+
+
+def test_decompress_accepts_the_mode_itself(model, image):
+    with torch.no_grad():
+        out = model.compress(image, mode=PORTABLE)
+        by_mode = model.decompress(out["strings"], out["shape"], mode=PORTABLE)["x_hat"]
+        by_keywords = model.decompress(out["strings"], out["shape"], portable=True)["x_hat"]
+        assert out["strings"] == model.compress(image, portable=True)["strings"]
+    assert torch.equal(by_mode, by_keywords)

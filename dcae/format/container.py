@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 from ..errors import FormatError
+from ..latent_codecs.coding_mode import FIRST_PORTABLE_GRID_BITS, FLOAT32, CodingMode
 from .limits import DEFAULT_MAX_PIXELS, DIGEST_SIZE, MAX_NAME, MAX_SIDE, MAX_STRINGS
 from .padding import PADDING_POLICIES, policy_multiple, policy_padding
 from .shape import MAX_SHAPE_BYTES, decode_shape, encode_shape, shape_budget, shape_elements
@@ -51,8 +52,6 @@ FLAG_PORTABLE = 0x01
 #: flag bits 1-5: the grid exponent of portable coding (0: 16, the first portable mode)
 FLAG_GRID_MASK = 0x3E
 _FLAG_GRID_SHIFT = 1
-#: the grid exponent that flag bits 1-5 = 0 stand for (files of the first portable mode)
-_FIRST_GRID_BITS = 16
 
 MAGIC = b"\x89DCAE\r\n\x1a\n"
 """Nine bytes: a non-ASCII byte, ``DCAE``, CR LF, Ctrl-Z, LF (PNG-style, so
@@ -104,11 +103,10 @@ class Bitstream:
         padding: ``(left, right, top, bottom)`` pixels added before coding.
         shape: the ``shape`` the model's ``compress`` returned.
         strings: the entropy-coded strings, one per list ``compress`` returned.
-        portable: the strings were coded in DCAE's portable mode
-            (``compress(..., portable=True)``); flag bit 0.
-        grid_bits: for portable streams, the grid exponent they were coded
-            with (``compress(..., grid_bits=)``; flag bits 1-5, where 0 stands
-            for 16, the grid of the first portable streams); ``None`` otherwise.
+        mode: the coding mode of a DCAE model's strings
+            (:class:`~dcae.latent_codecs.coding_mode.CodingMode`): flag bit 0
+            portable, bits 1-5 its grid (0 stands for 16, the grid of the first
+            portable streams).
         version: the format version (:data:`FORMAT_VERSION` for new files; an
             older one read by :func:`unpack` decides how the file decodes).
     """
@@ -126,9 +124,18 @@ class Bitstream:
     padding: Tuple[int, int, int, int]
     shape: Any
     strings: Tuple[bytes, ...]
-    portable: bool = False
-    grid_bits: Optional[int] = None
+    mode: CodingMode = FLOAT32
     version: int = FORMAT_VERSION
+
+    @property
+    def portable(self) -> bool:
+        """Whether the strings were coded in DCAE's portable mode (flag bit 0)."""
+        return self.mode.portable
+
+    @property
+    def grid_bits(self) -> Optional[int]:
+        """The portable grid exponent (flag bits 1-5), ``None`` if not portable."""
+        return self.mode.grid_bits
 
     @property
     def coded_size(self) -> Tuple[int, int]:
@@ -161,9 +168,10 @@ class Bitstream:
         )
 
     def _flags(self) -> int:
-        if self.grid_bits is None:
+        bits = self.mode.grid_bits
+        if bits is None:
             return 0
-        grid = 0 if self.grid_bits == _FIRST_GRID_BITS else self.grid_bits
+        grid = 0 if bits == FIRST_PORTABLE_GRID_BITS else bits
         return FLAG_PORTABLE | grid << _FLAG_GRID_SHIFT
 
     def _fixed_fields(self) -> Tuple[Any, ...]:
@@ -191,18 +199,10 @@ class Bitstream:
         """
         if self.version not in READ_VERSIONS:
             raise FormatError(f"format version {self.version!r} is not one of {READ_VERSIONS}")
-        if self.portable and self.model_kind != "dcae":
+        if not isinstance(self.mode, CodingMode):
+            raise FormatError(f"mode must be a CodingMode, got {self.mode!r:.40}")
+        if self.mode.portable and self.model_kind != "dcae":
             raise FormatError("portable coding is a DCAE mode; the model is not DCAE")
-        if self.portable != (self.grid_bits is not None):
-            raise FormatError(
-                "a portable stream records its grid_bits, and only a portable stream does"
-            )
-        if self.grid_bits is not None and (
-            isinstance(self.grid_bits, bool)
-            or not isinstance(self.grid_bits, int)
-            or not 1 <= self.grid_bits <= FLAG_GRID_MASK >> _FLAG_GRID_SHIFT
-        ):
-            raise FormatError(f"grid_bits must be an int in [1, 31], got {self.grid_bits!r}")
         if self.model_kind not in MODEL_KINDS:
             raise FormatError(f"unknown model kind {self.model_kind!r}")
         if not isinstance(self.model_digest, bytes) or len(self.model_digest) != DIGEST_SIZE:
@@ -450,9 +450,8 @@ def unpack(data: bytes, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Bi
         padding=tuple(fixed[7:11]),  # type: ignore[arg-type]
         shape=decode_shape(shape_raw),
         strings=tuple(strings),
-        portable=bool(flags & FLAG_PORTABLE),
-        grid_bits=(
-            (flags & FLAG_GRID_MASK) >> _FLAG_GRID_SHIFT or _FIRST_GRID_BITS
+        mode=CodingMode(
+            (flags & FLAG_GRID_MASK) >> _FLAG_GRID_SHIFT or FIRST_PORTABLE_GRID_BITS
             if flags & FLAG_PORTABLE
             else None
         ),

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..errors import DCAEError
 from ..layers.dictionary import DictionaryCrossAttention
 from . import host
-from .coding_mode import portable_grid, snap
+from .coding_mode import FLOAT32, CodingMode
 from .float64 import float64_copy
 from .float64_layers import pair_first_layers
 from .rounding import QUANTIZERS
@@ -357,15 +357,14 @@ class DCAEEntropyModel(LatentCodec):
         return means, scales, support
 
     def residual(
-        self, i: int, support: Tensor, y_hat_slice: Tensor, grid: Optional[int] = None
+        self, i: int, support: Tensor, y_hat_slice: Tensor, mode: CodingMode = FLOAT32
     ) -> Tensor:
         """Latent residual prediction ``0.5 * tanh(LRP([X_i, F_i, y_hat_i]))``
-        added to ``y_hat_i`` (snapped to multiples of ``2^-grid`` if given)."""
+        added to ``y_hat_i`` (snapped to the grid of a portable ``mode``)."""
         if not self.lrp:
             return y_hat_slice
         lrp = self.lrp_transforms[i](torch.cat([support, y_hat_slice], dim=1))
-        delta = 0.5 * torch.tanh(lrp)
-        return y_hat_slice + (delta if grid is None else snap(delta, grid))
+        return y_hat_slice + mode.snap(0.5 * torch.tanh(lrp))
 
     def run_slices(
         self,
@@ -373,7 +372,7 @@ class DCAEEntropyModel(LatentCodec):
         hw: Tuple[int, int],
         coder: SliceCoder,
         final_residual: bool = True,
-        grid: Optional[int] = None,
+        mode: CodingMode = FLOAT32,
     ) -> Tensor:
         """The one slice loop of Eq. (4): for each slice, its support, its
         Gaussian parameters per pass, the ``coder`` (estimate, encode or
@@ -381,8 +380,8 @@ class DCAEEntropyModel(LatentCodec):
 
         ``final_residual=False`` skips the latent residual prediction of the
         last slice, which no later slice needs (the result then lacks it).
-        ``grid`` snaps the means and the residual predictions to multiples of
-        ``2^-grid`` (portable coding).
+        A portable ``mode`` snaps the means and the residual predictions to its
+        grid (:meth:`~dcae.latent_codecs.coding_mode.CodingMode.snap`).
         """
         self._check_side_params(side_params, hw)
         # contiguous tensors everywhere: convolution kernels are chosen by memory
@@ -398,14 +397,13 @@ class DCAEEntropyModel(LatentCodec):
                 if y_hat_slice is not None:
                     spatial_ctx = self.context_prediction[i](y_hat_slice)
                 means, scales = self.gaussian_params(i, support, spatial_ctx)
-                if grid is not None:
-                    means = snap(means, grid)
+                means = mode.snap(means)
                 coded = coder.code(i, means, scales, mask).contiguous()
                 y_hat_slice = coded if y_hat_slice is None else y_hat_slice + coded
             coder.end_slice(i)
             assert y_hat_slice is not None
             if final_residual or i < self.num_slices - 1:
-                y_hat_slice = self.residual(i, support, y_hat_slice, grid)
+                y_hat_slice = self.residual(i, support, y_hat_slice, mode)
             y_hat_slices.append(y_hat_slice)
         return torch.cat(y_hat_slices, dim=1)
 
@@ -486,24 +484,17 @@ class DCAEEntropyModel(LatentCodec):
         """Check bytes in every string (see :mod:`dcae.latent_codecs.slice_coders`)."""
         return check_bytes(self.num_slices)
 
-    def coding_copy(
-        self, portable: bool, grid_bits: Optional[int] = None
-    ) -> Tuple[DCAEEntropyModel, Optional[int]]:
-        """``(model, grid)`` that codes: this model and no grid, or for
-        portable coding a float64 copy of it and the grid exponent
-        (:func:`~dcae.latent_codecs.coding_mode.portable_grid`).
-
-        The copy (:func:`~dcae.latent_codecs.float64.float64_copy`) is reused until
-        this model's weights, buffers, submodules or flags change, runs eager
-        (compiled submodules are unwrapped) and shares ``recorded_params``
-        with this model.
-        """
-        grid = portable_grid(portable, grid_bits)
-        if grid is None:
-            return self, None
+    def coding_copy(self, mode: CodingMode) -> DCAEEntropyModel:
+        """The model that codes in ``mode``: this one, or for portable coding
+        a float64 copy of it (:func:`~dcae.latent_codecs.float64.float64_copy`,
+        reused until this model's weights, buffers, submodules or flags
+        change; eager: compiled submodules are unwrapped; shares
+        ``recorded_params`` with this model)."""
+        if not mode.portable:
+            return self
         em = float64_copy(self, prepare=_pair_mean_and_scale)
         em.recorded_params = self.recorded_params
-        return em, grid
+        return em  # type: ignore[return-value]
 
     @torch.no_grad()
     def compress(
@@ -512,12 +503,22 @@ class DCAEEntropyModel(LatentCodec):
         side_params: Tensor,
         return_y_hat: bool = True,
         *,
-        portable: bool = False,
+        mode: Optional[CodingMode] = None,
+        portable: Optional[bool] = None,
         grid_bits: Optional[int] = None,
         associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         """Entropy code ``y``: ``{"strings": [y_strings], "shape": (C, H, W),
         "y_hat"}``, one self-checking string per sample.
+
+        ``mode`` (:class:`~dcae.latent_codecs.coding_mode.CodingMode`,
+        default float32; or the keywords ``portable=True`` and ``grid_bits``,
+        default :data:`~dcae.latent_codecs.coding_mode.PORTABLE_GRID_BITS`):
+        portable coding computes every entropy parameter in float64 with the
+        means and residual predictions snapped to a grid of ``2^-grid_bits``,
+        so that any backend, thread count, compiler, CPU or GPU decodes the
+        strings (decode them in the same mode; see the format guide).  Give it
+        ``side_params`` computed in float64 as well (``DCAEModel`` does).
 
         ``associated_data``: bytes bound into the strings' checks (what else
         decides decoding, e.g. a quality); :meth:`decompress` must be given
@@ -525,26 +526,17 @@ class DCAEEntropyModel(LatentCodec):
 
         ``return_y_hat=False`` leaves ``y_hat`` out and skips the work only it
         needs (the last slice's residual prediction), as an encoder may.
-
-        ``portable=True`` computes every entropy parameter in float64 with
-        the means and residual predictions snapped to a grid of ``2^-grid_bits``
-        (default :data:`~dcae.latent_codecs.coding_mode.PORTABLE_GRID_BITS`), so that
-        any backend, thread count, compiler, CPU or GPU decodes the strings
-        (decode them with the same ``portable`` and ``grid_bits``; see the
-        format guide).  Give it ``side_params`` computed in float64 as well
-        (``DCAEModel`` does).
         """
+        mode = CodingMode.of(mode, portable, grid_bits)
         self._check_y(y)
         self.recorded_params.clear()
-        em, grid = self.coding_copy(portable, grid_bits)
-        dtype = self.dictionary.dtype
-        if portable:
-            y, side_params = y.double(), side_params.double()
-        coder = Encoder(em, y, portable, grid, associated_data)
-        y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, grid)
+        em = self.coding_copy(mode)
+        y, side_params = mode.cast(y), mode.cast(side_params)
+        coder = Encoder(em, y, mode, associated_data)
+        y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, mode)
         out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
-            out["y_hat"] = y_hat.to(dtype)
+            out["y_hat"] = y_hat.to(self.dictionary.dtype)
         return out
 
     @torch.no_grad()
@@ -554,14 +546,15 @@ class DCAEEntropyModel(LatentCodec):
         shape: Sequence[int],
         side_params: Tensor,
         *,
-        portable: bool = False,
+        mode: Optional[CodingMode] = None,
+        portable: Optional[bool] = None,
         grid_bits: Optional[int] = None,
         associated_data: bytes = b"",
     ) -> Dict[str, Any]:
         """Decode ``{"y_hat"}`` from ``strings = [y_strings]`` (one string per
         sample, as :meth:`compress` returns them) and the latent ``shape``
-        (``(C, H, W)`` or ``(H, W)``); ``portable``, ``grid_bits`` and
-        ``associated_data`` as given to :meth:`compress`.
+        (``(C, H, W)`` or ``(H, W)``); ``mode`` (or ``portable`` and
+        ``grid_bits``) and ``associated_data`` as given to :meth:`compress`.
 
         Raises:
             DecodingError: a string does not verify (wrong model, shape, slice
@@ -570,16 +563,14 @@ class DCAEEntropyModel(LatentCodec):
             TypeError: ``strings`` is not a list holding one list of bytes.
             ValueError: ``shape`` or ``side_params`` do not fit this model.
         """
+        mode = CodingMode.of(mode, portable, grid_bits)
         y_strings = self._check_strings(strings, side_params)
         c, hh, ww = self._check_shape(shape)
         self.recorded_params.clear()
-        em, grid = self.coding_copy(portable, grid_bits)
-        dtype = self.dictionary.dtype
-        if portable:
-            side_params = side_params.double()
-        coder = Decoder(em, y_strings, (c, hh, ww), portable, grid, associated_data)
-        y_hat = em.run_slices(side_params, (hh, ww), coder, grid=grid)
-        return {"y_hat": y_hat.to(dtype)}
+        em = self.coding_copy(mode)
+        coder = Decoder(em, y_strings, (c, hh, ww), mode, associated_data)
+        y_hat = em.run_slices(mode.cast(side_params), (hh, ww), coder, mode=mode)
+        return {"y_hat": y_hat.to(self.dictionary.dtype)}
 
     def _check_strings(self, strings: Any, side_params: Tensor) -> List[bytes]:
         if isinstance(strings, (bytes, bytearray)) or not isinstance(strings, (list, tuple)):

@@ -31,6 +31,7 @@ from compressai.latent_codecs import HyperLatentCodec
 from torch import Tensor
 
 from . import host
+from .coding_mode import FLOAT32, CodingMode
 from .float64 import float64_copy
 from .rans import guard
 from .rounding import round_around_means
@@ -117,8 +118,8 @@ def bottleneck_decompress(
 class ExactHyperLatentCodec(HyperLatentCodec):
     """CompressAI's ``HyperLatentCodec`` (``quantizer="ste"``) with the exact
     straight-through rounding of ``z`` and a device-clean entropy bottleneck
-    (see the module docstring); ``compress``/``decompress`` can compute
-    ``h_s`` in float64 (portable coding)."""
+    (see the module docstring); ``compress``/``decompress`` compute ``h_s`` in
+    the coding mode given (float64 for portable coding)."""
 
     def forward(self, y: Tensor) -> Dict[str, Any]:
         z = self.h_a(y)
@@ -127,25 +128,21 @@ class ExactHyperLatentCodec(HyperLatentCodec):
         z_hat = round_around_means(z, self.entropy_bottleneck._get_medians()).contiguous()
         return {"likelihoods": {"z": z_likelihoods}, "params": self.h_s(z_hat)}
 
-    def compress(self, y: Tensor, *, portable: bool = False) -> Dict[str, Any]:
+    def compress(self, y: Tensor, *, mode: CodingMode = FLOAT32) -> Dict[str, Any]:
         z = self.h_a(y)
         shape = z.size()[-2:]
         z_strings, z_hat = bottleneck_compress(self.entropy_bottleneck, z)
-        return {
-            "strings": [z_strings],
-            "shape": shape,
-            "params": self.side_params(z_hat, portable),
-        }
+        return {"strings": [z_strings], "shape": shape, "params": self.side_params(z_hat, mode)}
 
     def decompress(
-        self, strings: List[List[bytes]], shape: Tuple[int, int], *, portable: bool = False
+        self, strings: List[List[bytes]], shape: Tuple[int, int], *, mode: CodingMode = FLOAT32
     ) -> Dict[str, Any]:
         (z_strings,) = strings
         z_hat = bottleneck_decompress(self.entropy_bottleneck, z_strings, shape)
-        return {"params": self.side_params(z_hat, portable)}
+        return {"params": self.side_params(z_hat, mode)}
 
-    def side_params(self, z_hat: Tensor, portable: bool = False) -> Tensor:
+    def side_params(self, z_hat: Tensor, mode: CodingMode = FLOAT32) -> Tensor:
         """``h_s(z_hat)``; in float64 (a float64 copy of ``h_s``) for portable coding."""
-        if not portable:
+        if not mode.portable:
             return self.h_s(z_hat)
-        return float64_copy(self.h_s)(z_hat.double())
+        return float64_copy(self.h_s)(mode.cast(z_hat))

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..errors import DecodingError
 from . import host
+from .coding_mode import FLOAT32, CodingMode
 from .rans import guard
 from .rounding import round_around_means
 from .string_checks import (
@@ -110,15 +111,12 @@ class _SymbolCoder(SliceCoder):
         em: DCAEEntropyModel,
         shape: Tuple[int, int, int],
         batch: int,
-        portable: bool,
-        grid_bits: Optional[int] = None,
+        mode: CodingMode,
         associated_data: bytes = b"",
     ):
         self.em = em
         self.tables = em.coding_tables()
-        seed = string_seed(
-            shape, em.slice_sizes, em.passes_per_slice, portable, grid_bits, associated_data
-        )
+        seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, mode, associated_data)
         self.crc = [seed] * batch
         self.batch, self.hw = batch, (int(shape[1]), int(shape[2]))
         # the pass masks on the host (built there: no copy from the device)
@@ -162,12 +160,11 @@ class Encoder(_SymbolCoder):
         self,
         em: DCAEEntropyModel,
         y: Tensor,
-        portable: bool = False,
-        grid_bits: Optional[int] = None,
+        mode: CodingMode = FLOAT32,
         associated_data: bytes = b"",
     ):
         shape = (y.shape[1], y.shape[2], y.shape[3])
-        super().__init__(em, shape, y.shape[0], portable, grid_bits, associated_data)
+        super().__init__(em, shape, y.shape[0], mode, associated_data)
         self.y_slices = y.split(em.slice_sizes, dim=1)
         self.rans = [BufferedRansEncoder() for _ in range(y.shape[0])]
         self.crcs: List[List[int]] = [[] for _ in range(y.shape[0])]
@@ -205,11 +202,10 @@ class Decoder(_SymbolCoder):
         em: DCAEEntropyModel,
         strings: Sequence[bytes],
         shape: Tuple[int, int, int],
-        portable: bool = False,
-        grid_bits: Optional[int] = None,
+        mode: CodingMode = FLOAT32,
         associated_data: bytes = b"",
     ):
-        super().__init__(em, shape, len(strings), portable, grid_bits, associated_data)
+        super().__init__(em, shape, len(strings), mode, associated_data)
         n = em.num_slices
         head = check_bytes(n)
         symbols = shape[0] * shape[1] * shape[2]

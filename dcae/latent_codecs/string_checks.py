@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coding_mode import FIRST_PORTABLE_GRID_BITS, portable_grid
+from .coding_mode import FIRST_PORTABLE_GRID_BITS, FLOAT32, CodingMode
 
 __all__ = [
     "check_bytes",
@@ -59,24 +59,21 @@ def string_seed(
     shape: Tuple[int, int, int],
     slice_sizes: Sequence[int],
     passes: int,
-    portable: bool = False,
-    grid_bits: Optional[int] = None,
+    mode: CodingMode = FLOAT32,
     associated_data: bytes = b"",
 ) -> int:
     """The CRC seed of a string: the latent ``(C, H, W)``, the slice layout,
-    the number of coding passes per slice, the coding mode (portable or
+    the number of coding passes per slice, the coding ``mode`` (portable or
     not, and the portable grid) and ``associated_data``, so a string decoded
-    in another mode or with other data never verifies.  ``grid_bits`` as for
-    :func:`portable_grid`; the first portable grid
-    (:data:`FIRST_PORTABLE_GRID_BITS`) and empty ``associated_data`` keep the
-    seed they always had."""
-    grid = portable_grid(portable, grid_bits)
+    in another mode or with other data never verifies.  The first portable
+    grid (:data:`~dcae.latent_codecs.coding_mode.FIRST_PORTABLE_GRID_BITS`)
+    and empty ``associated_data`` keep the seed they always had."""
     c, h, w = (int(v) for v in shape)
-    head = struct.pack(">IIIB", c, h, w, int(portable)) + struct.pack(
+    head = struct.pack(">IIIB", c, h, w, int(mode.portable)) + struct.pack(
         f">I{len(slice_sizes)}IB", len(slice_sizes), *slice_sizes, passes
     )
-    if grid is not None and grid != FIRST_PORTABLE_GRID_BITS:
-        head += struct.pack(">B", grid)
+    if mode.grid_bits is not None and mode.grid_bits != FIRST_PORTABLE_GRID_BITS:
+        head += struct.pack(">B", mode.grid_bits)
     if associated_data:
         head += struct.pack(">I", len(associated_data)) + bytes(associated_data)
     return zlib.crc32(_SEED_TAG + head) & 0xFFFFFFFF

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -23,8 +23,10 @@ from torch import Tensor, nn
 
 from ..config import DCAEConfig, get_config
 from ..latent_codecs import host
+from ..latent_codecs.coding_mode import CodingMode
 from ..latent_codecs.entropy_model import DCAEEntropyModel
 from ..latent_codecs.hyper_codec import ExactHyperLatentCodec
+from ..layers.fast import run_autocast
 from .gains import Quality, VariableRate
 from .infer_config import infer_config
 from .layouts import to_layout, to_official_layout
@@ -50,60 +52,6 @@ def _bound_data(quality: Optional[float], image: Any, associated_data: Optional[
         raise ValueError(f'shape["image"] {image!r:.40} is out of range')
     q = math.nan if quality is None else float(quality)
     return b"dcae-y" + struct.pack(">dII", q, height, width) + bytes(associated_data)
-
-
-class _HyperpriorLatentCodec(HyperpriorLatentCodec):
-    """CompressAI's ``HyperpriorLatentCodec`` that passes the coding mode
-    (``portable``) to both of its codecs and the associated data of the string
-    checks to the ``y`` codec."""
-
-    def compress(
-        self,
-        y: Tensor,
-        *,
-        portable: bool = False,
-        grid_bits: Optional[int] = None,
-        return_y_hat: bool = True,
-        associated_data: bytes = b"",
-    ) -> Dict[str, Any]:
-        hyper_out = self.hyper.compress(y, portable=portable)
-        y_out = self.y.compress(
-            y,
-            hyper_out["params"],
-            return_y_hat,
-            portable=portable,
-            grid_bits=grid_bits,
-            associated_data=associated_data,
-        )
-        [z_strings] = hyper_out["strings"]
-        out = {
-            "strings": [*y_out["strings"], z_strings],
-            "shape": {"y": y_out["shape"], "hyper": hyper_out["shape"]},
-        }
-        if return_y_hat:
-            out["y_hat"] = y_out["y_hat"]
-        return out
-
-    def decompress(
-        self,
-        strings: List[List[bytes]],
-        shape: Mapping[str, Any],
-        *,
-        portable: bool = False,
-        grid_bits: Optional[int] = None,
-        associated_data: bytes = b"",
-    ) -> Dict[str, Any]:
-        *y_strings, z_strings = strings
-        hyper_out = self.hyper.decompress([z_strings], shape["hyper"], portable=portable)
-        y_out = self.y.decompress(
-            y_strings,
-            shape["y"],
-            hyper_out["params"],
-            portable=portable,
-            grid_bits=grid_bits,
-            associated_data=associated_data,
-        )
-        return {"y_hat": y_out["y_hat"]}
 
 
 class DCAEModel(VariableRate, SimpleVAECompressionModel):
@@ -148,7 +96,7 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
             lrp=cfg.lrp,
             spatial_context=cfg.spatial_context,
         )
-        self.latent_codec = _HyperpriorLatentCodec(
+        self.latent_codec = HyperpriorLatentCodec(
             latent_codec={
                 "y": entropy_model,
                 "hyper": ExactHyperLatentCodec(
@@ -173,8 +121,6 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
         """Run ``g_a`` or ``g_s``, under autocast in fast mode; returns fp32."""
         if self.transform_dtype is None:
             return transform(x)
-        from ..layers.fast import run_autocast
-
         return run_autocast(transform, x, self.transform_dtype)
 
     # --------------------------------------------------------------- modules
@@ -238,7 +184,8 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
         x: Tensor,
         quality: Optional[float] = None,
         *,
-        portable: bool = False,
+        mode: Optional[CodingMode] = None,
+        portable: Optional[bool] = None,
         grid_bits: Optional[int] = None,
         associated_data: Optional[bytes] = b"",
     ) -> Dict[str, Any]:
@@ -252,13 +199,14 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
         as given and recorded as ``shape["quality"]``, so :meth:`decompress`
         needs nothing else.
 
-        ``portable=True`` computes the entropy parameters (``h_s`` and the
+        ``mode`` (a :class:`~dcae.latent_codecs.coding_mode.CodingMode`,
+        default float32), or the keywords ``portable=True`` and ``grid_bits``
+        (default :data:`~dcae.latent_codecs.coding_mode.PORTABLE_GRID_BITS`):
+        portable coding computes the entropy parameters (``h_s`` and the
         entropy model) in float64 with the means and residual predictions
-        snapped to a grid of ``2^-grid_bits`` (default
-        :data:`~dcae.latent_codecs.coding_mode.PORTABLE_GRID_BITS`) so that the strings
-        decode on any backend, thread count, compiler or device; decode them
-        with the same ``portable`` and ``grid_bits`` (the ``.dcae`` header
-        records both).
+        snapped to a grid of ``2^-grid_bits``, so that the strings decode on
+        any backend, thread count, compiler or device; decode them in the same
+        mode (the ``.dcae`` header records it).
 
         The ``y`` strings' checks cover the quality and the image size (a
         :meth:`decompress` given a rewritten ``shape["quality"]`` or
@@ -274,28 +222,60 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
                 range, or is given to a single-rate model; ``grid_bits``
                 without ``portable`` or out of range.
         """
+        mode = CodingMode.of(mode, portable, grid_bits)
         self._check_image(x, coding=True)
         q = self.check_quality(quality)
         y = self._transform(self.g_a, x)
         if q is not None:
             y = y * self.gains(q, x.shape[0])[0]
         image = (int(x.shape[2]), int(x.shape[3]))
+        # the hyperprior's composite, with the mode (and the y strings' bound data)
+        hyper_out = self.latent_codec.hyper.compress(y, mode=mode)
         # no y_hat: the encoder skips the last slice's residual prediction
-        out = self.latent_codec.compress(
+        y_out = self.entropy_model.compress(
             y,
-            portable=portable,
-            grid_bits=grid_bits,
+            hyper_out["params"],
             return_y_hat=False,
+            mode=mode,
             associated_data=_bound_data(q, image, associated_data),
         )
         shape: Dict[str, Any] = {
-            "y": tuple(int(v) for v in out["shape"]["y"]),
-            "hyper": tuple(int(v) for v in out["shape"]["hyper"]),
+            "y": tuple(int(v) for v in y_out["shape"]),
+            "hyper": tuple(int(v) for v in hyper_out["shape"]),
             "image": image,
         }
         if q is not None:
             shape["quality"] = q
-        return {"strings": out["strings"], "shape": shape}
+        return {"strings": [*y_out["strings"], *hyper_out["strings"]], "shape": shape}
+
+    @torch.no_grad()
+    def decompress_latent(
+        self,
+        strings: List[List[bytes]],
+        shape: Mapping[str, Any],
+        *,
+        mode: Optional[CodingMode] = None,
+        portable: Optional[bool] = None,
+        grid_bits: Optional[int] = None,
+        associated_data: Optional[bytes] = b"",
+    ) -> Dict[str, Tensor]:
+        """``{"y_hat"}``: the decoded latent (for a variable-rate model, in the
+        gained domain, before the inverse gain), what :meth:`decompress` hands
+        ``g_s``; arguments as for :meth:`decompress`."""
+        mode = CodingMode.of(mode, portable, grid_bits)
+        y_strings, z_strings, hyper = _check_strings(strings, shape)
+        quality = self._recorded_quality(shape)
+        image = shape.get("image")
+        if associated_data is not None and image is None:
+            raise ValueError('shape has no "image": pass the shape compress returned')
+        params = self.latent_codec.hyper.decompress([z_strings], hyper, mode=mode)["params"]
+        return self.entropy_model.decompress(
+            [y_strings],
+            shape["y"],
+            params,
+            mode=mode,
+            associated_data=_bound_data(quality, image, associated_data),
+        )
 
     @torch.no_grad()
     def decompress(
@@ -303,13 +283,14 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
         strings: List[List[bytes]],
         shape: Mapping[str, Any],
         *,
-        portable: bool = False,
+        mode: Optional[CodingMode] = None,
+        portable: Optional[bool] = None,
         grid_bits: Optional[int] = None,
         associated_data: Optional[bytes] = b"",
     ) -> Dict[str, Tensor]:
         """``{"x_hat"}`` in ``[0, 1]``, cropped to ``shape["image"]`` when present;
-        ``portable``, ``grid_bits`` and ``associated_data`` as given to
-        :meth:`compress`.
+        ``mode`` (or ``portable`` and ``grid_bits``) and ``associated_data`` as
+        given to :meth:`compress`.
 
         Raises:
             DecodingError: a ``y`` string does not verify (other weights, a
@@ -317,58 +298,37 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
                 numerics, another quality, image size or associated data).
             ValueError, TypeError: ``strings`` or ``shape`` are malformed.
         """
-        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
-            raise TypeError(
-                "strings must be [y_strings, z_strings] as compress returns it, got "
-                f"{type(strings).__name__}"
-                + (f" of {len(strings)}" if isinstance(strings, (list, tuple)) else "")
-            )
-        y_strings, z_strings = strings
-        if not isinstance(z_strings, (list, tuple)) or not isinstance(y_strings, (list, tuple)):
-            raise TypeError("strings must be [y_strings, z_strings], each a list of bytes")
-        if len(y_strings) != len(z_strings):
-            raise ValueError("y and z strings have different batch sizes")
-        if not isinstance(shape, Mapping) or "y" not in shape or "hyper" not in shape:
-            raise TypeError('shape must be the dict compress returns ({"y", "hyper", ...})')
-        hyper = tuple(int(v) for v in shape["hyper"])
-        if len(hyper) != 2 or min(hyper) < 1:
-            raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
-        if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
-            raise TypeError("z strings must be bytes")
-        quality: Optional[float] = None
-        if self.variable_rate:
-            if "quality" not in shape:
-                raise ValueError(
-                    "shape has no 'quality': the strings were not made by a variable-rate "
-                    "model (decode them with the single-rate model that made them)"
-                )
-            q = shape["quality"]
-            if isinstance(q, bool) or not isinstance(q, (int, float)):
-                raise TypeError(f"shape['quality'] must be a real number, got {q!r:.40}")
-            quality = float(q)
-            inv_gain = self.gains(quality, len(y_strings))[1]
-        elif shape.get("quality") is not None:
-            raise ValueError(
-                "shape records a quality: the strings were made by a variable-rate model, "
-                "and this model has a single rate"
-            )
-        image = shape.get("image")
-        if associated_data is not None and image is None:
-            raise ValueError('shape has no "image": pass the shape compress returned')
-        out = self.latent_codec.decompress(
-            [y_strings, [bytes(s) for s in z_strings]],
-            shape,
-            portable=portable,
-            grid_bits=grid_bits,
-            associated_data=_bound_data(quality, image, associated_data),
-        )
-        y_hat = out["y_hat"]
-        if self.variable_rate:
-            y_hat = y_hat * inv_gain
+        options = dict(mode=mode, portable=portable, grid_bits=grid_bits)
+        y_hat = self.decompress_latent(strings, shape, associated_data=associated_data, **options)
+        y_hat = y_hat["y_hat"]
+        quality = self._recorded_quality(shape)
+        if quality is not None:
+            y_hat = y_hat * self.gains(quality, y_hat.shape[0])[1]
         x_hat = self._transform(self.g_s, y_hat).clamp_(0, 1)
+        image = shape.get("image")
         if image is not None:
             x_hat = x_hat[:, :, : int(image[0]), : int(image[1])]
         return {"x_hat": x_hat}
+
+    def _recorded_quality(self, shape: Mapping[str, Any]) -> Optional[float]:
+        """The quality ``shape`` records: a real number for a variable-rate
+        model, ``None`` for a single-rate one (which refuses a quality)."""
+        if not self.variable_rate:
+            if shape.get("quality") is not None:
+                raise ValueError(
+                    "shape records a quality: the strings were made by a variable-rate model, "
+                    "and this model has a single rate"
+                )
+            return None
+        if "quality" not in shape:
+            raise ValueError(
+                "shape has no 'quality': the strings were not made by a variable-rate "
+                "model (decode them with the single-rate model that made them)"
+            )
+        q = shape["quality"]
+        if isinstance(q, bool) or not isinstance(q, (int, float)):
+            raise TypeError(f"shape['quality'] must be a real number, got {q!r:.40}")
+        return float(q)
 
     @classmethod
     def from_state_dict(
@@ -388,3 +348,27 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
     def to_official_state_dict(self) -> Dict[str, Tensor]:
         """This model's weights in the official implementation's layout."""
         return to_official_layout(self.state_dict())
+
+
+def _check_strings(strings: Any, shape: Any) -> Tuple[List[bytes], List[bytes], Tuple[int, int]]:
+    """``(y_strings, z_strings, hyper-latent size)`` of what ``compress``
+    returned, or TypeError/ValueError saying what is malformed."""
+    if not isinstance(strings, (list, tuple)) or len(strings) != 2:
+        raise TypeError(
+            "strings must be [y_strings, z_strings] as compress returns it, got "
+            f"{type(strings).__name__}"
+            + (f" of {len(strings)}" if isinstance(strings, (list, tuple)) else "")
+        )
+    y_strings, z_strings = strings
+    if not isinstance(z_strings, (list, tuple)) or not isinstance(y_strings, (list, tuple)):
+        raise TypeError("strings must be [y_strings, z_strings], each a list of bytes")
+    if len(y_strings) != len(z_strings):
+        raise ValueError("y and z strings have different batch sizes")
+    if not isinstance(shape, Mapping) or "y" not in shape or "hyper" not in shape:
+        raise TypeError('shape must be the dict compress returns ({"y", "hyper", ...})')
+    hyper = tuple(int(v) for v in shape["hyper"])
+    if len(hyper) != 2 or min(hyper) < 1:
+        raise ValueError(f"shape['hyper'] must be (h, w) positive ints, got {hyper}")
+    if any(not isinstance(s, (bytes, bytearray)) for s in z_strings):
+        raise TypeError("z strings must be bytes")
+    return list(y_strings), [bytes(s) for s in z_strings], hyper  # type: ignore[return-value]
