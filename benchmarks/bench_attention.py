@@ -1,6 +1,6 @@
 """Window attention backends of dcae, timed against each other in one run.
 
-Times one :class:`dcae.attention.WindowAttention` forward (qkv projection,
+Times one :class:`dcae.layers.window_attention.WindowAttention` forward (qkv projection,
 attention, output projection, partition/merge) at the shapes of the paper
 preset for a 768x512 image, for every backend, with the variants interleaved
 round-robin (so that load from other processes hits all of them alike) and
@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 
-import dcae.attention as attn
+from dcae.layers.attention import attention_backend
+from dcae.layers.window_attention import WindowAttention
 
 __all__ = ["SHAPES", "main"]
 
@@ -45,7 +46,7 @@ SHAPES: Dict[str, Tuple[int, int, int, int, int, bool]] = {
 }
 
 
-def _official_module(repo: str, module: attn.WindowAttention) -> torch.nn.Module:
+def _official_module(repo: str, module: WindowAttention) -> torch.nn.Module:
     sys.path.insert(0, repo)
     from models.dcae import WMSA  # type: ignore[import-not-found]
 
@@ -66,7 +67,7 @@ Core = Callable[..., torch.Tensor]
 Layer = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _all_windows(module: attn.WindowAttention, core: Core) -> Layer:
+def _all_windows(module: WindowAttention, core: Core) -> Layer:
     """The module's window attention over all windows at once (no chunking),
     with ``core(q, k, v, geo)`` computing the attention output."""
 
@@ -88,7 +89,7 @@ def _all_windows(module: attn.WindowAttention, core: Core) -> Layer:
     return run
 
 
-def _flex_fn(module: attn.WindowAttention) -> Layer:
+def _flex_fn(module: WindowAttention) -> Layer:
     """The module with its attention core replaced by compiled FlexAttention."""
     from torch.nn.attention.flex_attention import flex_attention
 
@@ -106,7 +107,7 @@ def _flex_fn(module: attn.WindowAttention) -> Layer:
     return _all_windows(module, core)
 
 
-def _sdpa_unchunked(module: attn.WindowAttention) -> Layer:
+def _sdpa_unchunked(module: WindowAttention) -> Layer:
     """SDPA on all windows at once (no chunking), for comparison."""
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, geo: Any) -> torch.Tensor:
@@ -117,17 +118,17 @@ def _sdpa_unchunked(module: attn.WindowAttention) -> Layer:
 
 
 def _with_backend(
-    name: str, module: attn.WindowAttention, fn: Callable[[], torch.Tensor]
+    name: str, module: WindowAttention, fn: Callable[[], torch.Tensor]
 ) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
-        with attn.attention_backend(name, module):
+        with attention_backend(name, module):
             return fn()
 
     return run
 
 
 def _with_chunk(
-    kib: int, module: attn.WindowAttention, fn: Callable[[], torch.Tensor]
+    kib: int, module: WindowAttention, fn: Callable[[], torch.Tensor]
 ) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
         saved = module.chunk_bytes
@@ -200,7 +201,7 @@ def _bench_shape(
     sync: Callable[[], None],
 ) -> None:
     c, hd, ws, hh, ww, shifted = shape
-    module = attn.WindowAttention(c, hd, ws, shifted).to(device, dtype).eval()
+    module = WindowAttention(c, hd, ws, shifted).to(device, dtype).eval()
     x = torch.randn(1, hh, ww, c, device=device, dtype=dtype)
     fns: Dict[str, Callable[[], torch.Tensor]] = {}
     for backend in ("reference", "fused", "sdpa"):
@@ -227,7 +228,7 @@ def _bench_shape(
         print(f"| {name} | compile time | {1e3 * (time.perf_counter() - t0):.0f} | | | |")
         fns["torch.compile(module)"] = lambda: compiled(x)
     with torch.no_grad():
-        with attn.attention_backend("reference", module):
+        with attention_backend("reference", module):
             ref = module(x).float()
         errors = {k: (fn().float() - ref).abs().max().item() for k, fn in fns.items()}
         times = time_round_robin(fns, args.repeats, sync)

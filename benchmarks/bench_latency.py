@@ -39,8 +39,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import torch
 
 import dcae
-from dcae.codec import image_to_tensor
-from dcae.nn.fast import fast_mode
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import fast_mode
 
 __all__ = ["main"]
 
@@ -138,7 +138,7 @@ def build_variants(args: argparse.Namespace) -> List[Variant]:
     torch.manual_seed(0)
     model = dcae.DCAEModel(args.preset).eval()
     if args.checkpoint:
-        from dcae.pretrained import load_checkpoint  # type: ignore[attr-defined]
+        from dcae.zoo.loading import load_checkpoint  # type: ignore[attr-defined]
 
         model = load_checkpoint(args.checkpoint).eval()
     model.update(force=True)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dcae import DCAEModel
-from dcae.nn.fast import run_autocast
+from dcae.layers.fast import run_autocast
 
 __all__ = ["main", "matmul_peak"]
 

@@ -21,10 +21,10 @@ from typing import List, Tuple
 
 import torch
 
-from dcae import pretrained
-from dcae.codec import image_to_tensor
-from dcae.images import image_files
-from dcae.loading import load_model
+from dcae.format.images import image_files
+from dcae.format.pixels import image_to_tensor
+from dcae.zoo import shipped
+from dcae.zoo.loading import load_model
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     models: List[Tuple[str, torch.nn.Module]] = [(c, load_model(c)) for c in args.checkpoint]
     if args.shipped:
-        models.append(("shipped", pretrained.load_pretrained()))
+        models.append(("shipped", shipped.load_pretrained()))
     for _, m in models:
         m.eval()
         if getattr(m, "variable_rate", False) and args.quality is not None:

@@ -27,10 +27,11 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from dcae import pretrained
-from dcae.codec import image_to_tensor
 from dcae.eval.metrics import psnr
-from dcae.nn.fast import fast_mode
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import fast_mode
+from dcae.zoo import shipped
+from dcae.zoo.loading import load_checkpoint
 
 __all__ = ["main"]
 
@@ -60,10 +61,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, float]]:
     if not files:
         raise SystemExit(f"no PNG images in {args.data}")
     if args.checkpoint:
-        models = {0: pretrained.load_checkpoint(args.checkpoint)}
+        models = {0: load_checkpoint(args.checkpoint)}
     else:
-        wanted = args.qualities.split(",") if args.qualities else pretrained.available_qualities()
-        models = {int(q): pretrained.load_pretrained(int(q)) for q in wanted}
+        wanted = args.qualities.split(",") if args.qualities else shipped.available_qualities()
+        models = {int(q): shipped.load_pretrained(int(q)) for q in wanted}
     print(
         f"# {datetime.date.today()}  {platform.processor() or platform.machine()}  "
         f"torch {torch.__version__}  {torch.get_num_threads()} threads  "

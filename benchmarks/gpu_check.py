@@ -22,7 +22,7 @@ failure records its traceback and the run goes on.
     tests, in a subprocess; ``--skip pytest`` leaves it out), then the checks
     a user would run: exact round trips after ``.to(device)`` (batch 1 and 2,
     torch defaults and TF32 off), every attention backend against the
-    reference one, fast mode, ``dcae.train`` with ``amp=True``,
+    reference one, fast mode, ``dcae.training`` with ``amp=True``,
     ``dcae.encode`` / ``dcae.decode`` with the model on the device.
 ``cross_device``
     files encoded on the device and decoded on the CPU and the reverse (the

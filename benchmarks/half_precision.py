@@ -39,15 +39,15 @@ import torch
 from torch import Tensor, nn
 
 from dcae import DCAEModel
-from dcae.codec import image_to_tensor
-from dcae.images import image_files
-from dcae.nn.attention import WindowAttention
-from dcae.nn.dictionary import DictionaryCrossAttention
+from dcae.format.images import image_files
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.dictionary import DictionaryCrossAttention
+from dcae.layers.window_attention import WindowAttention
 
 
 def model_for(preset: str) -> DCAEModel:
     if preset == "small-vr":
-        from dcae.pretrained import load_pretrained
+        from dcae.zoo.shipped import load_pretrained
 
         return load_pretrained().eval()
     torch.manual_seed(0)

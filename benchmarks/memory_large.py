@@ -39,7 +39,7 @@ def child(args: argparse.Namespace) -> None:
 
     from dcae import DCAEModel
     from dcae.codec import decode, encode
-    from dcae.pretrained import load_checkpoint
+    from dcae.zoo.loading import load_checkpoint
 
     torch.set_num_threads(args.threads)
     if args.checkpoint:

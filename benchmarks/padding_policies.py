@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dcae.bitstream import unpack
-from dcae.codec import decode, encode, image_to_tensor, tensor_to_uint8
+from dcae.codec import decode, encode
+from dcae.format.container import unpack
+from dcae.format.pixels import image_to_tensor, tensor_to_uint8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rate_overhead import KODAK, kodak_images, pick_model  # noqa: E402

@@ -6,9 +6,9 @@ Two tables:
   at the shapes of the shipped model's mean/scale/LRP networks (a 48x32
   latent, Kodak): float32 ``conv2d`` (oneDNN), float64 ``conv2d`` (PyTorch's
   im2col fallback), one float64 product per kernel tap
-  (``dcae.nn.float64._DenseConv64``, for other kernel sizes) and the
+  (``dcae.latent_codecs.float64_layers.DenseConv64``, for other kernel sizes) and the
   float64 Winograd F(2x2, 3x3) portable coding uses for 3x3 kernels
-  (``_WinogradConv64``); median of 15 calls.
+  (``WinogradConv64``); median of 15 calls.
 * **codec**: compress + decompress of the shipped model in both modes,
   interleaved in one process, per thread count: the median time of each mode
   over ``--repeats`` runs of every image, and the ratio portable / default
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 import dcae
-from dcae import pretrained
-from dcae.codec import image_to_tensor
+from dcae.format.pixels import image_to_tensor
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -57,7 +57,7 @@ def _median_ms(fn: Callable[..., object], *args: object, n: int = 15) -> float:
 
 
 def _layers() -> None:
-    from dcae.nn.float64 import _DenseConv64, _WinogradConv64
+    from dcae.latent_codecs.float64_layers import DenseConv64, WinogradConv64
 
     print(
         "| layer (48x32) | float32 conv2d | float64 conv2d | float64 per-tap "
@@ -70,7 +70,7 @@ def _layers() -> None:
         x = torch.randn(1, cin, 32, 48)
         conv64 = torch.nn.Conv2d(cin, cout, 3, padding=1).double()
         conv64.load_state_dict(conv.state_dict())
-        dense, winograd = _DenseConv64(conv64), _WinogradConv64(conv64)
+        dense, winograd = DenseConv64(conv64), WinogradConv64(conv64)
         x64 = x.double()
         with torch.no_grad():
             t32 = _median_ms(conv, x)
@@ -95,7 +95,7 @@ def main(argv: List[str] = None) -> int:
     files = sorted(args.images.glob("*.png"))[: args.limit]
     if not files:
         sys.exit(f"no PNG images in {args.images}")
-    model = pretrained.load_pretrained(args.quality).eval()
+    model = shipped.load_pretrained(args.quality).eval()
     print(
         f"# portable cost, {datetime.date.today()}, {platform.machine()}, torch "
         f"{torch.__version__}, dcae at {Path(dcae.__file__).parent}, shipped model "

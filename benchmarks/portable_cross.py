@@ -35,10 +35,11 @@ from typing import Dict, List, Tuple
 import torch
 
 import dcae
-from dcae import DCAEModel, DecodingError, attention_backend, pretrained
-from dcae.codec import image_to_tensor
+from dcae import DCAEModel, DecodingError, attention_backend
 from dcae.eval.metrics import psnr
-from dcae.nn.fast import fast_mode
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import fast_mode
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -127,8 +128,8 @@ def main(argv=None) -> int:
         model.update(force=True)
         what = f"random-weight {args.preset!r} model (seed 0)"
     else:
-        q = args.quality or pretrained.default_quality()
-        model = pretrained.load_pretrained(q)
+        q = args.quality or shipped.default_quality()
+        model = shipped.load_pretrained(q)
         what = f"shipped model, quality {q}"
     compiles = (False,) if args.no_compile else (False, True)
     enc_configs = list(itertools.product(BACKENDS, (1, 2), compiles, (False, True)))
@@ -162,8 +163,8 @@ def main(argv=None) -> int:
                 continue
             by_strings: Dict[Tuple, List[Tuple]] = {}
             for cfg in enc_configs:
-                with Config(model, *cfg):  # nothing bound but the latent: the latent
-                    # codec decodes it below (skipping g_s)
+                with Config(model, *cfg):  # nothing bound but the latent: decoded to
+                    # y_hat below (skipping g_s)
                     enc = model.compress(x, portable=portable, associated_data=None)
                 key = (tuple(enc["strings"][0]), tuple(enc["strings"][1]))
                 by_strings.setdefault(key, []).append((cfg, enc))
@@ -172,8 +173,11 @@ def main(argv=None) -> int:
                 for dcfg in dec_configs:
                     with Config(model, *dcfg):
                         try:
-                            model.latent_codec.decompress(
-                                enc["strings"], enc["shape"], portable=portable
+                            model.decompress_latent(
+                                enc["strings"],
+                                enc["shape"],
+                                portable=portable,
+                                associated_data=None,
                             )
                             ok = True
                         except DecodingError:

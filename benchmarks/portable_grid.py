@@ -35,10 +35,11 @@ from typing import Dict, List
 
 import torch
 
-from dcae import attention_backend, pretrained
-from dcae.codec import image_to_tensor
+from dcae import attention_backend
 from dcae.eval.metrics import psnr
-from dcae.nn import entropy_model as em_module
+from dcae.format.pixels import image_to_tensor
+from dcae.latent_codecs.coding_mode import CodingMode
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -46,22 +47,26 @@ KODAK = Path(os.environ.get("DCAE_KODAK", "kodak"))  # the Kodak PNG images
 
 
 class _Recorder:
-    """Records every tensor passed to ``snap`` in ``dcae.nn.entropy_model``."""
+    """Records every tensor :meth:`CodingMode.snap` snaps (means and residual
+    predictions of portable coding)."""
 
     def __init__(self) -> None:
         self.values: List[torch.Tensor] = []
-        self._snap = em_module.snap
+        self._snap = CodingMode.snap
 
     def __enter__(self) -> _Recorder:
-        def snap(t: torch.Tensor, bits: int) -> torch.Tensor:
-            self.values.append(t.detach().clone())
-            return self._snap(t, bits)
+        original = self._snap
 
-        em_module.snap = snap
+        def snap(mode: CodingMode, t: torch.Tensor) -> torch.Tensor:
+            if mode.portable:
+                self.values.append(t.detach().clone())
+            return original(mode, t)
+
+        CodingMode.snap = snap  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        em_module.snap = self._snap
+        CodingMode.snap = self._snap  # type: ignore[method-assign]
 
 
 def _drift(model, x: torch.Tensor, quality) -> tuple:
@@ -87,7 +92,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--quality", type=float, default=None)
     args = parser.parse_args(argv)
     grids = [int(g) for g in args.grids.split(",")]
-    model = pretrained.load_pretrained(args.quality).eval()
+    model = shipped.load_pretrained(args.quality).eval()
     quality = args.quality if args.quality is not None else model.default_quality
     files = sorted(args.images.glob("*.png"))[: args.limit]
     rows: Dict[int, Dict[str, List[float]]] = {

@@ -25,9 +25,12 @@ from typing import Optional, Tuple
 
 import torch
 
-from dcae import DCAEModel, pretrained
-from dcae.bitstream import unpack
-from dcae.codec import encode, image_to_tensor
+from dcae import DCAEModel
+from dcae.codec import encode
+from dcae.format.container import unpack
+from dcae.format.pixels import image_to_tensor
+from dcae.zoo import shipped
+from dcae.zoo.loading import load_checkpoint
 
 __all__ = ["KODAK", "kodak_images", "main", "pick_model"]
 
@@ -39,10 +42,10 @@ def pick_model(
 ) -> Tuple[DCAEModel, str]:
     """``(model, description)``: a checkpoint, the shipped model, or a random one."""
     if checkpoint:
-        return pretrained.load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
-    if pretrained.available_qualities():
-        q = pretrained.default_quality() if quality is None else quality
-        return pretrained.load_pretrained(q), f"shipped model, quality {q}"
+        return load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
+    if shipped.available_qualities():
+        q = shipped.default_quality() if quality is None else quality
+        return shipped.load_pretrained(q), f"shipped model, quality {q}"
     torch.manual_seed(0)
     model = DCAEModel(preset).eval()
     model.update(force=True)

@@ -18,7 +18,8 @@ from compressai.ans import BufferedRansEncoder
 from PIL import Image
 
 from dcae import DCAEModel
-from dcae.pretrained import available_qualities, load_checkpoint, load_pretrained
+from dcae.zoo.loading import load_checkpoint
+from dcae.zoo.shipped import available_qualities, load_pretrained
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 For every shipped quality: the mean bytes of the ``y`` and ``z`` strings of
 ``DCAEModel.compress`` per image, the check bytes inside each ``y`` string
-(:mod:`dcae.nn.slice_coders`) and their share of the strings' bytes, and the
+(:mod:`dcae.latent_codecs.slice_coders`) and their share of the strings' bytes, and the
 median ``compress`` / ``decompress`` times (one image at a time, batch 1).
 
 The script uses only ``DCAEModel.compress``/``decompress`` and the shipped
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 import dcae
-from dcae import pretrained
-from dcae.codec import image_to_tensor
+from dcae.format.pixels import image_to_tensor
+from dcae.zoo import shipped
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     qualities = (
         [int(q) for q in args.qualities.split(",")]
         if args.qualities
-        else pretrained.available_qualities()
+        else shipped.available_qualities()
     )
     print(
         f"dcae from {Path(dcae.__file__).parent}; torch {torch.__version__}, "
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     print("-" * len(header))
     images = [image_to_tensor(p)[0] for p in files]
     for q in qualities:
-        model = pretrained.load_pretrained(q)
+        model = shipped.load_pretrained(q)
         checks = getattr(model.entropy_model, "string_overhead", 0)
         y_bytes, z_bytes, enc_t, dec_t, pixels = [], [], [], [], 0
         with torch.inference_mode():

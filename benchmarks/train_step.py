@@ -10,7 +10,7 @@ first variant (measured in the same process, one after the other)::
 
 Variants: ``fp32`` (the default step), ``channels-last`` (model and input in
 channels-last memory format), ``bf16-transforms`` (g_a/g_s under bfloat16
-autocast, :func:`dcae.fast.fast_mode`; the entropy model stays float32),
+autocast, :func:`dcae.layers.fast.fast_mode`; the entropy model stays float32),
 ``bf16-all`` (the whole forward under autocast), ``compile``
 (``torch.compile`` of the model's forward); join them with ``+``, e.g.
 ``bf16-transforms+channels-last``.
@@ -25,8 +25,8 @@ import time
 import torch
 
 from dcae import DCAEModel
-from dcae.fast import fast_mode
-from dcae.train import RateDistortionLoss
+from dcae.layers.fast import fast_mode
+from dcae.training.loss import RateDistortionLoss
 
 VARIANTS = ("fp32", "channels-last", "bf16-transforms", "bf16-all", "compile")
 

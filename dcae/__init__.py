@@ -7,7 +7,23 @@ Public API::
 
 ``import dcae`` imports torch and CompressAI and registers DCAE with
 CompressAI, whatever the host program and its arguments are (CompressAI's
-``examples/train.py -m dcae`` included).  Only the ``dcae`` console script,
+``examples/train.py -m dcae`` included); it changes no other global state
+(warnings filters, ``sys.path``, the attention backend's default).
+
+The package, one folder per layer of the system (lower layers never import
+higher ones)::
+
+    layers/          the paper's layers: attention backends, Swin blocks, MSFA,
+                     dictionary cross-attention, fast mode
+    latent_codecs/   DCAEEntropyModel (Eq. (4)), its slice coders and string checks,
+                     the hyperprior codec, the coding modes and float64 arithmetic
+    models/          DCAEModel, its transforms and variable-rate gains, checkpoint
+                     layouts
+    zoo/ format/     CompressAI registry, official and shipped checkpoints, loading;
+                     the .dcae container, shape, padding, fingerprint, images
+    codec.py         encode/decode (rate_control.py: the target-rate search)
+    training/ eval/  dcae train; dcae eval and the metrics
+    cli/             the dcae command line  Only the ``dcae`` console script,
 which starts in :mod:`dcae_cli` and says so there, defers these imports to
 the first use of a public name, so that ``dcae --help`` starts without torch.
 """
@@ -15,10 +31,9 @@ the first use of a public name, so that ``dcae --help`` starts without torch.
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (dcae.__version__)
 
 __all__ = [
     "DCAEConfig",
@@ -43,18 +58,19 @@ __all__ = [
 
 def _load() -> None:
     """Import the public API (and register DCAE with CompressAI)."""
-    # compressai 1.2.x scripts a helper at import time, which torch >= 2.10 flags
-    # as deprecated; the warning is about CompressAI, not about user code
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-
-    from . import zoo  # noqa: F401  (registers DCAE with CompressAI)
     from .codec import decode, encode, find_quality  # noqa: F401
     from .config import PRESETS, DCAEConfig, get_config  # noqa: F401
     from .errors import DCAEError, DecodingError, FormatError, ModelMismatchError  # noqa: F401
-    from .nn.attention import attention_backend, get_attention_backend, set_attention_backend  # noqa: F401
-    from .nn.dictionary import MSFA, DictionaryCrossAttention  # noqa: F401
-    from .nn.entropy_model import DCAEEntropyModel  # noqa: F401
-    from .nn.model import DCAEModel  # noqa: F401
+    from .latent_codecs.entropy_model import DCAEEntropyModel  # noqa: F401
+    from .layers.attention import (  # noqa: F401
+        attention_backend,
+        get_attention_backend,
+        set_attention_backend,
+    )
+    from .layers.dictionary import DictionaryCrossAttention  # noqa: F401
+    from .layers.msfa import MSFA  # noqa: F401
+    from .models.dcae import DCAEModel  # noqa: F401
+    from .zoo import registry  # noqa: F401  (registers DCAE with CompressAI)
 
     globals().update({k: v for k, v in locals().items() if k in __all__})
 

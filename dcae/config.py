@@ -181,7 +181,7 @@ def get_config(preset: str | DCAEConfig = "paper", **overrides: Any) -> DCAEConf
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`dcae.train.train` (the ``dcae train`` arguments)."""
+    """Options of :func:`dcae.training.loop.train` (the ``dcae train`` arguments)."""
 
     data: str
     output: str

@@ -1,11 +1,10 @@
-"""``python -m dcae.eval_model``: the old path of :mod:`dcae.eval.eval_model`
-(moved in #14), kept as a command and as a module name."""
+"""``python -m dcae.eval_model``: the command of :mod:`dcae.eval.eval_model`
+(CompressAI's ``eval_model`` with DCAE registered and checkpoints loaded
+safely), kept at this path because CompressAI users type it.  An entry point,
+not a module to import: the code is :func:`dcae.eval.eval_model.main`.
+"""
 
-import sys
+if __name__ == "__main__":  # pragma: no branch
+    from dcae.eval.eval_model import main
 
-from .eval import eval_model
-
-if __name__ == "__main__":
-    eval_model.main()
-else:
-    sys.modules[__name__] = eval_model
+    main()

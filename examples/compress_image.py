@@ -22,8 +22,8 @@ from PIL import Image
 from torchvision.transforms.functional import to_pil_image, to_tensor
 
 import dcae
-from dcae.pretrained import available_qualities, load_pretrained
-from dcae.zoo import load_model
+from dcae.zoo.loading import load_model
+from dcae.zoo.shipped import available_qualities, load_pretrained
 
 
 def get_model(checkpoint: Optional[Path], quality: Optional[float]) -> dcae.DCAEModel:

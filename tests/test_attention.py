@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dcae
-import dcae.attention as attn
-from dcae.attention import WindowAttention, attention_backend, dictionary_attention
+import dcae.layers.window_attention as window_attention
+from dcae.layers.attention import attention_backend, dictionary_attention
+from dcae.layers.window_attention import WindowAttention
 
 ATOL = 1e-5
 WINDOW_BACKENDS = ("reference", "fused", "sdpa", "auto")
@@ -241,7 +242,7 @@ def test_default_backend_switch():
 
 
 def test_environment_variable_selects_backend():
-    code = "import dcae.attention as a; print(a.get_attention_backend())"
+    code = "import dcae.layers.attention as a; print(a.get_attention_backend())"
     env = dict(os.environ, DCAE_ATTENTION_BACKEND="SDPA")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "sdpa", out.stderr
@@ -305,7 +306,7 @@ def test_results_survive_geometry_cache_turnover(backend):
     m = _module(window=4, shifted=True)
     m.backend = backend
     shapes = [(h, w) for h in (5, 6, 7, 8, 9, 11, 12) for w in (4, 6, 7, 10, 13)]
-    assert len(shapes) > 2 * attn._CACHE_LIMIT
+    assert len(shapes) > 2 * window_attention._CACHE_LIMIT
     with torch.no_grad():
         for h, w in shapes + shapes[::-1]:
             x = torch.randn(1, h, w, 16)

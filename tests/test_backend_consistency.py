@@ -59,7 +59,7 @@ def test_forward_side_params_and_x_hat_equal_the_decoders(small_model, seed, hw)
 
 
 def test_exact_rounding_keeps_the_straight_through_gradient():
-    from dcae.nn.entropy_model import round_around_means
+    from dcae.latent_codecs.rounding import round_around_means
 
     y = torch.randn(2, 3, 4, 5, requires_grad=True)
     means = torch.randn(2, 3, 4, 5, requires_grad=True)

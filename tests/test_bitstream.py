@@ -13,26 +13,21 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import dcae
-from dcae.bitstream import (
-    DEFAULT_MAX_PIXELS,
-    FORMAT_VERSION,
-    MAGIC,
-    MAX_SIDE,
-    MIN_CODED_SIDE,
-    OFFICIAL_MULTIPLE,
-    Bitstream,
+from dcae.errors import DCAEError, FormatError, ModelMismatchError
+from dcae.format.container import FORMAT_VERSION, MAGIC, Bitstream, pack, unpack
+from dcae.format.fingerprint import model_fingerprint
+from dcae.format.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
+from dcae.format.padding import MIN_CODED_SIDE, OFFICIAL_MULTIPLE, policy_padding
+from dcae.format.shape import (
     decode_shape,
     encode_shape,
     latent_shapes,
-    model_fingerprint,
-    pack,
-    policy_padding,
     shape_budget,
     shape_elements,
-    unpack,
 )
-from dcae.errors import DCAEError, FormatError, ModelMismatchError
-from dcae.pretrained import load_checkpoint, save_checkpoint
+from dcae.latent_codecs.coding_mode import PORTABLE
+from dcae.zoo.checkpoints import save_checkpoint
+from dcae.zoo.loading import load_checkpoint
 
 
 def make_stream(
@@ -355,7 +350,7 @@ def test_associated_data_covers_every_decoding_field():
         dict(height=22, padding=policy_padding("minimal", 22, 37)),
         dict(channels=1),
         dict(model_digest=bytes(32)),
-        dict(portable=True, grid_bits=6),
+        dict(mode=PORTABLE),
         dict(policy="official"),
     ]
     for change in changes:

@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from dcae import DCAEModel
-from dcae.bitstream import unpack
 from dcae.cli import main
-from dcae.pretrained import save_checkpoint
+from dcae.format.container import unpack
+from dcae.zoo.checkpoints import save_checkpoint
 
 
 def run_dcae(*args) -> subprocess.CompletedProcess:

@@ -17,10 +17,17 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import dcae
-from dcae import codec, pretrained
-from dcae.bitstream import model_fingerprint, pack, policy_padding, unpack
-from dcae.codec import UnsupportedImageError, decode, encode, resolve_model
+from dcae import codec
+from dcae.codec import decode, encode
 from dcae.errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+from dcae.format.container import Bitstream, pack, unpack
+from dcae.format.fingerprint import model_fingerprint
+from dcae.format.images import UnsupportedImageError
+from dcae.format.padding import policy_padding
+from dcae.format.pixels import tensor_to_uint8
+from dcae.latent_codecs.coding_mode import PORTABLE
+from dcae.zoo import shipped as shipped_model
+from dcae.zoo.resolve import resolve_model
 
 FUZZ_TIME_LIMIT_S = 60  # a hang guard, far above the ~0.05 s a small decode takes
 
@@ -114,7 +121,7 @@ def test_grayscale_restored_as_luma(small_model):
     img = random_image(24, 40, "L")
     data = encode(img, model=small_model)
     out = decode(data, model=small_model)
-    rgb = codec.tensor_to_uint8(codec.decode_stream(unpack(data), small_model)).numpy()
+    rgb = tensor_to_uint8(codec.decode_stream(unpack(data), small_model)).numpy()
     assert np.array_equal(np.asarray(out), np.asarray(Image.fromarray(rgb).convert("L")))
     # the original is gray: its reconstruction is close to it
     err = np.abs(np.asarray(out).astype(int) - np.asarray(img).astype(int))
@@ -234,21 +241,13 @@ def test_wrong_model_is_refused(small_model):
         decode(data, model=_other_model())
 
 
-def test_single_rate_shipped_models_are_matched_by_digest(small_model, monkeypatch):
-    # the layout dcae shipped before 2026-12-04: one single-rate model per quality
-    other = _other_model()
-    shipped = {1: other, 2: small_model}
-    monkeypatch.setattr(pretrained, "_variable_rate_entry", lambda: None)
-    monkeypatch.setattr(pretrained, "available_qualities", lambda: sorted(shipped))
-    monkeypatch.setattr(pretrained, "default_quality", lambda: 2)
-    monkeypatch.setattr(pretrained, "shared_model", lambda q=None: shipped[q or 2])
+def test_the_shipped_model_is_matched_by_digest(small_model, monkeypatch):
+    monkeypatch.setattr(shipped_model, "available_qualities", lambda: [1, 2])
+    monkeypatch.setattr(shipped_model, "shared_model", lambda q=None: small_model)
     img = random_image(12, 12)
-    data = encode(img)
-    assert unpack(data).quality is None  # single-rate models record no quality
+    data = encode(img)  # the shipped model when none is given
     assert model_fingerprint(small_model) == unpack(data).model_digest
-    by_one = encode(img, quality=1)
-    assert unpack(by_one).model_digest == model_fingerprint(other)
-    assert decode(data).size == (12, 12) and decode(by_one).size == (12, 12)
+    assert decode(data).size == (12, 12)
     foreign = encode(img, model=_fresh_model(11))
     with pytest.raises(ModelMismatchError, match="not the model shipped"):
         decode(foreign)
@@ -262,7 +261,7 @@ def _fresh_model(seed: int):
 
 
 def test_no_shipped_weights(small_model, monkeypatch):
-    monkeypatch.setattr(pretrained, "available_qualities", lambda: [])
+    monkeypatch.setattr(shipped_model, "available_qualities", lambda: [])
     with pytest.raises(DCAEError, match="ships no pretrained weights"):
         encode(random_image(4, 4))
     data = encode(random_image(4, 4), model=small_model)
@@ -424,9 +423,9 @@ def test_fuzz_payload_bytes_under_valid_crc(small_model, fuzz_bases):
 # ---------------------------------------------------------------------------- #23
 @pytest.fixture(scope="module")
 def shipped():
-    if not pretrained.available_qualities():
+    if not shipped_model.available_qualities():
         pytest.skip("no shipped weights")
-    return pretrained.load_pretrained()
+    return shipped_model.load_pretrained()
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -504,17 +503,17 @@ def test_files_of_format_version_4_still_decode(small_model):
         expected = small_model.decompress(
             out["strings"], out["shape"], portable=True, grid_bits=6, associated_data=None
         )["x_hat"]
-    stream = dcae.bitstream.Bitstream(
+    stream = Bitstream(
         model_kind="dcae", model_name="small", model_digest=model_fingerprint(small_model),
         quality=None, width=37, height=21, channels=3, bit_depth=8,
         padding_policy="minimal", pad_multiple=1, padding=(0, 0, 0, 0),
         shape=out["shape"], strings=tuple(s[0] for s in out["strings"]),
-        portable=True, grid_bits=6, version=4,
+        mode=PORTABLE, version=4,
     )  # fmt: skip
     data = pack(stream)
     assert data[9] == 4
     decoded = np.asarray(decode(data, model=small_model))
-    assert np.array_equal(decoded, codec.tensor_to_uint8(expected).numpy())
+    assert np.array_equal(decoded, tensor_to_uint8(expected).numpy())
     # the same strings under version 5 do not verify: their checks bind no header
     with pytest.raises(DecodingError):
         decode(pack(dataclasses.replace(stream, version=5, pad_multiple=16,
@@ -536,8 +535,8 @@ def _rotated_jpeg(path, w: int = 64, h: int = 48):
 
 
 def test_exif_orientation_is_applied_on_reading(small_model, tmp_path):
-    from dcae.eval.evaluate import _read_rgb
-    from dcae.images import open_image
+    from dcae.eval.measure import read_image
+    from dcae.format.images import open_image
 
     path = _rotated_jpeg(tmp_path / "rotated.jpg")
     with Image.open(path) as raw:
@@ -550,4 +549,4 @@ def test_exif_orientation_is_applied_on_reading(small_model, tmp_path):
     out = decode(encode(path, model=small_model), model=small_model)
     assert out.size == (48, 64)
     big = _rotated_jpeg(tmp_path / "big.jpg", 240, 180)
-    assert _read_rgb(big).shape == (240, 180, 3)  # dcae eval reads it upright too
+    assert read_image(big).shape == (240, 180, 3)  # dcae eval reads it upright too

@@ -12,9 +12,9 @@ import torch
 
 from dcae import PRESETS, DCAEModel, ModelMismatchError
 from dcae.cli import main as cli
-from dcae.convert import (
+from dcae.models.infer_config import config_of
+from dcae.models.layouts import (
     compressai_to_official,
-    config_of,
     detect_layout,
     official_to_compressai,
     to_dcae_layout,
@@ -91,7 +91,7 @@ def test_cli_convert_round_trip(tmp_path: Path, small_sd, capsys) -> None:
     assert a["config"]["M"] == 96
     assert_same(a["state_dict"], small_sd)
     # the dcae file loads with the library's own loader
-    from dcae.pretrained import load_checkpoint
+    from dcae.zoo.loading import load_checkpoint
 
     assert isinstance(load_checkpoint(tmp_path / "a.pth.tar"), DCAEModel)
     a_file, p_file, o_file = (str(tmp_path / n) for n in ("a.pth.tar", "p.pth", "o.pth.tar"))

@@ -26,9 +26,9 @@ from PIL import Image
 
 import dcae
 from dcae import DecodingError
-from dcae.attention import BACKENDS
-from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.nn.fast import fast_mode, tf32
+from dcae.format.pixels import image_to_tensor, tensor_to_uint8
+from dcae.layers.attention import BACKENDS
+from dcae.layers.fast import fast_mode, tf32
 
 pytestmark = pytest.mark.cuda
 
@@ -127,7 +127,8 @@ def test_fast_mode_on_cuda(cuda_model, dtype):
 def test_train_with_amp_and_aux_optimizer_on_cuda(tmp_path):
     """``dcae train --amp`` runs on the GPU (bfloat16 autocast where supported),
     steps the auxiliary optimizer, and the trained model codes exactly."""
-    from dcae.train import TrainConfig, train
+    from dcae.config import TrainConfig
+    from dcae.training.loop import train
 
     data = tmp_path / "data"
     data.mkdir()

@@ -15,18 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dcae.bitstream import unpack
-from dcae.codec import (
-    coding_padding,
-    decode,
-    decode_stream,
-    encode,
-    image_to_tensor,
-    pad_image,
-    tensor_to_uint8,
-)
+from dcae.codec import decode, decode_stream, encode
 from dcae.errors import DecodingError
-from dcae.pretrained import save_checkpoint
+from dcae.format.container import unpack
+from dcae.format.padding import coding_padding, pad_image
+from dcae.format.pixels import image_to_tensor, tensor_to_uint8
+from dcae.zoo.checkpoints import save_checkpoint
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> Image.Image:
@@ -74,7 +68,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np, torch
     torch.set_num_threads(1)
     from dcae.codec import decode, encode
-    from dcae.pretrained import load_checkpoint
+    from dcae.zoo.loading import load_checkpoint
     ckpt, src, dcae_file, out_pixels, out_file = sys.argv[1:]
     model = load_checkpoint(ckpt)
     img = decode(open(dcae_file, "rb").read(), model=model)

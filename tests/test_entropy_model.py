@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcae import DCAEEntropyModel, DecodingError
-from dcae.nn.slice_coders import SliceCoder
+from dcae.latent_codecs.slice_coders import SliceCoder
 
 SLICES = (8, 8, 8)
 SIDE = 12
@@ -145,7 +145,7 @@ def test_encoder_decoder_parameters_identical(batch: int) -> None:
 class ReversedOrderModel(DCAEEntropyModel):
     """A wrong decoder: visits the slices last to first."""
 
-    def run_slices(self, side_params, hw, coder, final_residual=True, grid=None):
+    def run_slices(self, side_params, hw, coder, final_residual=True, mode=None):
         side_params = side_params[:, :, : hw[0], : hw[1]]
         done = {}
         for i in reversed(range(self.num_slices)):

@@ -18,27 +18,15 @@ from PIL import Image
 
 from dcae import DCAEError, DCAEModel
 from dcae.cli import main
-from dcae.codec import coding_padding, pad_image
 from dcae.eval import report as report_module
-from dcae.eval.evaluate import (
-    PILLOW_SETTINGS,
-    collect_images,
-    describe_pillow,
-    evaluate_model,
-    evaluate_pillow,
-    pillow_supports,
-    run_evaluation,
-)
+from dcae.eval.anchors import load_anchors
+from dcae.eval.curves import Curve, ImageRecord, mean_curve
+from dcae.eval.evaluate import collect_images, evaluate_model, run_evaluation
 from dcae.eval.metrics import bd_rate, psnr
-from dcae.eval.report import (
-    Curve,
-    ImageRecord,
-    bd_table,
-    format_bd_markdown,
-    load_anchors,
-    mean_curve,
-)
-from dcae.pretrained import save_checkpoint
+from dcae.eval.pillow import PILLOW_SETTINGS, describe_pillow, evaluate_pillow, pillow_supports
+from dcae.eval.report import bd_table, format_bd_markdown
+from dcae.format.padding import coding_padding, pad_image
+from dcae.zoo.checkpoints import save_checkpoint
 
 SIZE = (176, 184)  # (h, w): the smallest sizes MS-SSIM accepts, plus a non-square side
 
@@ -483,7 +471,7 @@ def test_dcae_eval_end_to_end(image_dir, checkpoint, anchors_dir, tmp_path, caps
 
 
 def test_dcae_eval_uses_shipped_models(image_dir, small_model, monkeypatch, tmp_path):
-    import dcae.pretrained as pretrained
+    from dcae.zoo import shipped as pretrained
 
     loaded = []
 
@@ -517,7 +505,7 @@ def test_dcae_eval_uses_shipped_models(image_dir, small_model, monkeypatch, tmp_
 
 
 def test_dcae_eval_errors(image_dir, checkpoint, monkeypatch, tmp_path, capsys):
-    import dcae.pretrained as pretrained
+    from dcae.zoo import shipped as pretrained
 
     monkeypatch.setattr(pretrained, "available_qualities", lambda: [])
     base = ["eval", str(image_dir), "-o", str(tmp_path), "--no-anchors", "--quiet"]

@@ -12,7 +12,7 @@ what they cannot:
   autocast cannot run without CUDA), the portable float64 copies, and
   ``compress``/``decompress`` up to the entropy coder run on ``cuda:0`` with
   no device mix and no host read beyond the documented copies of
-  :mod:`dcae.nn.host` (counted here per slice);
+  :mod:`dcae.latent_codecs.host` (counted here per slice);
 * the backward pass, gradient clipping, Adam and the auxiliary step cannot
   run on fake CUDA tensors (the autograd engine asks for a CUDA context), so
   ``dcae train``'s own step runs on the ``meta`` device, which also refuses a
@@ -47,10 +47,10 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTens
 import dcae
 from dcae import DCAEEntropyModel, DCAEModel
 from dcae.config import TrainConfig
-from dcae.nn import host
-from dcae.nn.attention import BACKENDS
-from dcae.nn.hyper_codec import ExactHyperLatentCodec
-from dcae.train import RateDistortionLoss
+from dcae.latent_codecs import host
+from dcae.latent_codecs.hyper_codec import ExactHyperLatentCodec
+from dcae.layers.attention import BACKENDS
+from dcae.training.loss import RateDistortionLoss
 
 FAKE = torch.device("cuda:0")
 PRESETS = ["small", "small-vr", "paper"]
@@ -69,7 +69,7 @@ def models() -> Dict[str, DCAEModel]:
 
 
 class Transfers:
-    """Stands in for :mod:`dcae.nn.host` while a fake model codes.
+    """Stands in for :mod:`dcae.latent_codecs.host` while a fake model codes.
 
     A device-to-host copy of one of the model's buffers (the CDF tables)
     returns the real buffer's values; any other (symbols, indexes) returns
@@ -203,7 +203,7 @@ def test_dcae_train_step_on_meta_reads_nothing_back(tmp_path, preset: str) -> No
     """``dcae train``'s own step (forward, loss, backward, clipping, Adam,
     auxiliary loss and step) on the ``meta`` device: any host read of a
     device value or a mix with a CPU tensor would raise."""
-    from dcae.train import _Run
+    from dcae.training.loop import _Run
 
     cfg = TrainConfig(
         data=_photos(tmp_path), output=str(tmp_path / "run"), preset=preset,
@@ -238,7 +238,7 @@ def test_compressai_entropy_bottleneck_reads_back_on_every_call() -> None:
         z = torch.rand(2, 8, 4, 4, device=FAKE)
         with pytest.raises(DataDependentOutputException):
             eb(z)
-        from dcae.nn.hyper_codec import bottleneck_forward
+        from dcae.latent_codecs.hyper_codec import bottleneck_forward
 
         z_tilde, lik = bottleneck_forward(eb, z, training=True)
         assert on_fake(z_tilde) and on_fake(lik)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dcae import DCAEModel
-from dcae.nn.fast import fast_mode, is_fast_mode
+from dcae.layers.fast import fast_mode, is_fast_mode
 
 
 @pytest.fixture()

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcae import PRESETS, DCAEEntropyModel, DCAEModel, ModelMismatchError, get_config
-from dcae.convert import infer_config, to_dcae_layout, to_official_layout
+from dcae.models.infer_config import infer_config
+from dcae.models.layouts import to_dcae_layout, to_official_layout
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -100,7 +100,7 @@ def test_dictionary_matters():
 def test_temperature_sharpens_attention():
     """Large temperatures make the attention select the single best entry."""
     torch.manual_seed(5)
-    from dcae.attention import dictionary_attention
+    from dcae.layers.attention import dictionary_attention
 
     q = torch.randn(1, 2, 5, 4)
     k = torch.randn(2, 6, 4)

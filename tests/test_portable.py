@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import dcae
-from dcae import DCAEModel, DecodingError, attention_backend, pretrained
-from dcae.codec import image_to_tensor
-from dcae.nn.fast import fast_mode
-from dcae.nn.slice_coders import PORTABLE_GRID_BITS
+from dcae import DCAEModel, DecodingError, attention_backend
+from dcae.format.pixels import image_to_tensor
+from dcae.latent_codecs.coding_mode import PORTABLE, PORTABLE_GRID_BITS, CodingMode
+from dcae.layers.fast import fast_mode
+from dcae.zoo import shipped
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
 BACKENDS = ("reference", "fused", "sdpa")
@@ -22,8 +23,8 @@ BACKENDS = ("reference", "fused", "sdpa")
 
 @pytest.fixture(scope="module")
 def model() -> DCAEModel:
-    if pretrained.available_qualities():
-        return pretrained.load_pretrained()
+    if shipped.available_qualities():
+        return shipped.load_pretrained()
     torch.manual_seed(0)  # pragma: no cover - an installation without weights
     m = DCAEModel("small").eval()
     m.update(force=True)
@@ -56,7 +57,7 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             fast_mode(model, enabled=fast)
             try:
                 with attention_backend(backend, model), threads(n):
-                    # nothing bound but the latent: decoded by the latent codec below
+                    # nothing bound but the latent: decoded to y_hat below
                     streams.append(model.compress(image, portable=True, associated_data=None))
             finally:
                 fast_mode(model, enabled=False)
@@ -64,8 +65,8 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             y_hats = []
             for backend, n in decode_combos:
                 with attention_backend(backend, model), threads(n):
-                    out = model.latent_codec.decompress(
-                        enc["strings"], enc["shape"], portable=True
+                    out = model.decompress_latent(
+                        enc["strings"], enc["shape"], portable=True, associated_data=None
                     )
                 y_hats.append(out["y_hat"])
             assert all(torch.equal(y_hats[0], y) for y in y_hats[1:])
@@ -180,14 +181,14 @@ def test_portable_flag_and_grid_in_the_header():
 
     from test_bitstream import make_stream
 
-    from dcae.bitstream import FLAG_PORTABLE, pack, unpack
     from dcae.errors import FormatError
+    from dcae.format.container import FLAG_PORTABLE, pack, unpack
 
     plain = make_stream()
     assert unpack(pack(plain)).portable is False and unpack(pack(plain)).grid_bits is None
     flags_at = 10  # magic(9) version(1)
     for grid, flags in ((16, FLAG_PORTABLE), (6, FLAG_PORTABLE | 6 << 1), (31, 0x3F), (1, 0x03)):
-        flagged = dataclasses.replace(plain, portable=True, grid_bits=grid)
+        flagged = dataclasses.replace(plain, mode=CodingMode(grid))
         back = unpack(pack(flagged))
         assert back.portable is True and back.grid_bits == grid
         assert pack(flagged)[flags_at] == flags
@@ -202,12 +203,14 @@ def test_portable_flag_and_grid_in_the_header():
     for bad in (0x40, 0x80, 0x0C):  # unknown bits; a grid without the portable bit
         with pytest.raises(FormatError, match="flags"):
             unpack(with_flags(bad))
-    for portable, grid in ((True, None), (False, 6), (True, 0), (True, 32), (True, True)):
-        with pytest.raises(FormatError, match="grid_bits"):
-            pack(dataclasses.replace(plain, portable=portable, grid_bits=grid))
+    for grid in (0, 32, True, 6.0):  # a mode is validated where it is made
+        with pytest.raises(ValueError, match="grid_bits"):
+            CodingMode(grid)
+    with pytest.raises(FormatError, match="CodingMode"):
+        pack(dataclasses.replace(plain, mode=6))
     other = dataclasses.replace(plain, model_kind="compressai", model_name="bmshj2018-factorized")
     with pytest.raises(FormatError, match="not DCAE"):
-        pack(dataclasses.replace(other, portable=True, grid_bits=6))
+        pack(dataclasses.replace(other, mode=PORTABLE))
 
 
 def test_first_portable_streams_still_decode(model, image):
@@ -216,12 +219,13 @@ def test_first_portable_streams_still_decode(model, image):
     decoded with another grid never verifies."""
     import dataclasses
 
-    from dcae.bitstream import pack
-    from dcae.nn.slice_coders import FIRST_PORTABLE_GRID_BITS, string_seed
+    from dcae.format.container import pack
+    from dcae.latent_codecs.coding_mode import FIRST_PORTABLE_GRID_BITS
+    from dcae.latent_codecs.string_checks import string_seed
 
     first = FIRST_PORTABLE_GRID_BITS
-    assert string_seed((8, 2, 3), [4, 4], 1, True, first) != string_seed(
-        (8, 2, 3), [4, 4], 1, True
+    assert string_seed((8, 2, 3), [4, 4], 1, CodingMode(first)) != string_seed(
+        (8, 2, 3), [4, 4], 1, PORTABLE
     )
     with torch.no_grad():
         old = model.compress(image, portable=True, grid_bits=first)
@@ -242,7 +246,7 @@ def test_first_portable_streams_still_decode(model, image):
     y, z = legacy["strings"]
     old_file = pack(
         dataclasses.replace(
-            stream, strings=(y[0], z[0]), grid_bits=first, version=4, pad_multiple=1
+            stream, strings=(y[0], z[0]), mode=CodingMode(first), version=4, pad_multiple=1
         )
     )
     assert old_file[9:11] == bytes([4, 0x01])
@@ -278,14 +282,15 @@ def test_cli_compress_portable(tmp_path, model):
     "channels, kernel, padding, dilation", [(64, 3, 1, 1), (8, 5, 2, 1), (4, 3, 2, 2)]
 )
 def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, dilation):
-    from dcae.nn.float64 import _DepthwiseConv64, float64_copy
+    from dcae.latent_codecs.float64 import float64_copy
+    from dcae.latent_codecs.float64_layers import DepthwiseConv64
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(
         channels, channels, kernel, padding=padding, dilation=dilation, groups=channels
     )
     net = float64_copy(torch.nn.Sequential(conv))
-    assert isinstance(net[0], _DepthwiseConv64)
+    assert isinstance(net[0], DepthwiseConv64)
     x = torch.randn(2, channels, 13, 19, dtype=torch.float64)
     with torch.no_grad():
         expected = torch.nn.functional.conv2d(
@@ -294,18 +299,18 @@ def test_float64_depthwise_convolution_equals_conv2d(channels, kernel, padding, 
         )  # fmt: skip
         torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-13)
     strided = torch.nn.Conv2d(4, 4, 3, stride=2, groups=4)
-    assert not _DepthwiseConv64.handles(strided)  # left to conv2d
+    assert not DepthwiseConv64.handles(strided)  # left to conv2d
 
 
 @pytest.mark.parametrize(
     "layer, channels, kernel, padding, size, batch",
     [
-        ("_WinogradConv64", 48, 3, 1, (13, 19), 2),  # odd output: a cut tile
-        ("_WinogradConv64", 300, 3, 1, (32, 48), 1),  # a first layer of the shipped model
-        ("_WinogradConv64", 40, 3, (0, 2), (4, 9), 1),
-        ("_WinogradConv64", 32, 3, 1, (1, 1), 1),
-        ("_DenseConv64", 40, (3, 5), (0, 2), (4, 9), 2),
-        ("_DenseConv64", 32, 5, 2, (1, 1), 1),
+        ("WinogradConv64", 48, 3, 1, (13, 19), 2),  # odd output: a cut tile
+        ("WinogradConv64", 300, 3, 1, (32, 48), 1),  # a first layer of the shipped model
+        ("WinogradConv64", 40, 3, (0, 2), (4, 9), 1),
+        ("WinogradConv64", 32, 3, 1, (1, 1), 1),
+        ("DenseConv64", 40, (3, 5), (0, 2), (4, 9), 2),
+        ("DenseConv64", 32, 5, 2, (1, 1), 1),
     ],
 )
 def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, size, batch):
@@ -313,7 +318,7 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
     for 3x3 kernels, one product per tap otherwise) compute ``conv2d`` to a
     few ulps, for contiguous and channels-last inputs, any padding and odd
     sizes; layers they do not fit are left to ``conv2d``."""
-    from dcae.nn import float64
+    from dcae.latent_codecs import float64, float64_layers
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(channels, 17, kernel, padding=padding)
@@ -340,8 +345,8 @@ def test_float64_convolutions_equal_conv2d(layer, channels, kernel, padding, siz
         torch.nn.Conv2d(64, 8, 3, padding_mode="reflect"),
         torch.nn.Conv2d(64, 8, 3, groups=2),
     ):
-        assert not float64._WinogradConv64.handles(other)
-        assert not float64._DenseConv64.handles(other)
+        assert not float64_layers.WinogradConv64.handles(other)
+        assert not float64_layers.DenseConv64.handles(other)
 
 
 def test_float64_copy_reads_permuted_inputs_contiguously():
@@ -350,7 +355,7 @@ def test_float64_copy_reads_permuted_inputs_contiguously():
     transposed operands) and still compute the same function."""
     from torch.overrides import TorchFunctionMode
 
-    from dcae.nn.float64 import float64_copy
+    from dcae.latent_codecs.float64 import float64_copy
 
     class Record(TorchFunctionMode):
         def __init__(self):
@@ -381,8 +386,8 @@ def test_float64_copy_is_reused_until_the_module_changes():
     """The float64 copy is kept while nothing it depends on changes and made
     afresh after an in-place weight update, new buffers, a train flag or a
     swapped submodule; its numbers always follow the current weights."""
-    from dcae.nn import float64
-    from dcae.nn.float64 import float64_copy
+    from dcae.latent_codecs import float64
+    from dcae.latent_codecs.float64 import float64_copy
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU())
@@ -420,7 +425,8 @@ def test_paired_first_layers_give_the_same_bits():
     """The mean and scale networks' first layers computed as one product give
     bit for bit what each computes alone; a follower called with another
     tensor than its leader's computes alone."""
-    from dcae.nn.float64 import _PairedWinogradConv64, float64_copy, pair_first_layers
+    from dcae.latent_codecs.float64 import float64_copy
+    from dcae.latent_codecs.float64_layers import _PairedWinogradConv64, pair_first_layers
 
     torch.manual_seed(0)
 
@@ -439,3 +445,56 @@ def test_paired_first_layers_give_the_same_bits():
         assert torch.equal(scale(other), alone[2])  # another tensor: computed alone
         assert torch.equal(scale(x), alone[1])  # nothing pending any more: alone
     assert not pair_first_layers(float64_copy(net()), torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+# ------------------------------------------------------------------ one coding mode
+def test_coding_mode_is_one_value_made_at_the_api():
+    assert CodingMode.of() == CodingMode() and not CodingMode().portable
+    assert CodingMode.of(portable=True) == PORTABLE == CodingMode(PORTABLE_GRID_BITS)
+    assert CodingMode.of(portable=True, grid_bits=16).grid_bits == 16
+    assert CodingMode.of(PORTABLE) is PORTABLE
+    with pytest.raises(ValueError, match="not both"):
+        CodingMode.of(PORTABLE, portable=True)
+    with pytest.raises(TypeError, match="CodingMode"):
+        CodingMode.of("portable")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="portable=True"):
+        CodingMode.of(grid_bits=6)
+    x = torch.tensor([0.3, -1.26, 2.0], dtype=torch.float64)
+    assert CodingMode().snap(x) is x
+    assert torch.equal(
+        CodingMode(2).snap(x), torch.tensor([0.25, -1.25, 2.0], dtype=torch.float64)
+    )
+
+
+def test_only_the_api_takes_portable_and_grid_bits():
+    """Inside dcae one ``mode`` flows; the keywords ``portable``/``grid_bits``
+    are converted at the public API only."""
+    import ast
+    from pathlib import Path
+
+    api = {
+        ("codec.py", "encode"),
+        ("coding_mode.py", "of"),
+        ("entropy_model.py", "compress"),
+        ("entropy_model.py", "decompress"),
+        ("dcae.py", "compress"),
+        ("dcae.py", "decompress"),
+        ("dcae.py", "decompress_latent"),
+    }
+    found = set()
+    for path in Path(dcae.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in [*node.args.args, *node.args.kwonlyargs]}
+                if names & {"portable", "grid_bits"}:
+                    found.add((path.name, node.name))
+    assert found == api
+
+
+def test_decompress_accepts_the_mode_itself(model, image):
+    with torch.no_grad():
+        out = model.compress(image, mode=PORTABLE)
+        by_mode = model.decompress(out["strings"], out["shape"], mode=PORTABLE)["x_hat"]
+        by_keywords = model.decompress(out["strings"], out["shape"], portable=True)["x_hat"]
+        assert out["strings"] == model.compress(image, portable=True)["strings"]
+    assert torch.equal(by_mode, by_keywords)

@@ -21,20 +21,17 @@ import dcae
 from dcae import DCAEModel
 from dcae.errors import ModelMismatchError
 from dcae.eval.metrics import psnr
-from dcae.pretrained import (
+from dcae.zoo.checkpoints import read_checkpoint, save_checkpoint
+from dcae.zoo.loading import load_checkpoint
+from dcae.zoo.packing import pack_state_dict, unpack_state_dict, write_packed
+from dcae.zoo.release import package_variable_rate
+from dcae.zoo.resolve import resolve_model
+from dcae.zoo.shipped import (
     WEIGHTS_DIR,
     available_qualities,
     default_quality,
-    load_checkpoint,
     load_pretrained,
-    pack_state_dict,
-    package_models,
-    package_variable_rate,
     quality_range,
-    read_checkpoint,
-    save_checkpoint,
-    unpack_state_dict,
-    write_packed,
 )
 
 
@@ -48,48 +45,6 @@ def test_int8_packing_error_is_bounded_per_channel():
     step = sd["w"].reshape(8, -1).abs().amax(1) / 127  # one quantisation step per channel
     err = (back["w"] - sd["w"]).reshape(8, -1).abs().amax(1)
     assert (err <= step / 2 + 1e-7).all()
-
-
-def test_package_models_writes_loadable_models_and_manifest(tmp_path):
-    torch.manual_seed(0)
-    ckpts = {}
-    for q in (1, 2):
-        model = DCAEModel("small").eval()
-        ckpts[q] = tmp_path / f"run{q}.pt"
-        save_checkpoint(model, ckpts[q], **{"lambda": 0.001 * q, "metric": "mse", "steps": 10})
-    out = tmp_path / "weights"
-    manifest = package_models(ckpts, out, default=2, total_steps={2: 30}, preset="small")
-
-    on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk == manifest and manifest["default"] == 2 and manifest["preset"] == "small"
-    by_q = {e["quality"]: e for e in manifest["models"]}
-    assert by_q[1]["steps"] == 10 and by_q[2]["steps"] == 30  # lineage steps override
-    assert by_q[1]["lambda"] == 0.001
-    for q, entry in by_q.items():
-        path = out / entry["file"]
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-        # the default quality is stored whole, the other one as its difference to it
-        base = read_checkpoint(path).get("base")
-        assert (base is None) == (q == 2)
-        assert q == 2 or base["file"] == by_q[2]["file"]
-        shipped = load_checkpoint(path)
-        # the stored CDF tables are those of the stored (int8-rounded) weights
-        tables = shipped.entropy_model.gaussian_conditional.quantized_cdf.clone()
-        shipped.update(force=True)
-        assert torch.equal(shipped.entropy_model.gaussian_conditional.quantized_cdf, tables)
-        # and the weights are the int8 round trip of the checkpoint's
-        original = load_checkpoint(ckpts[q]).state_dict()
-        expected = unpack_state_dict(pack_state_dict(original))
-        now = shipped.state_dict()
-        packed = [k for k, v in pack_state_dict(original).items() if isinstance(v, dict)]
-        assert len(packed) > 20
-        assert all(torch.equal(now[k], expected[k]) for k in packed)
-        assert not all(torch.equal(now[k], original[k]) for k in packed)  # really rounded
-        x = torch.rand(1, 3, 64, 64)
-        with torch.no_grad():
-            enc = shipped.compress(x)
-            dec = shipped.decompress(enc["strings"], enc["shape"])
-            assert torch.equal(dec["x_hat"], shipped(x)["x_hat"].clamp(0, 1))
 
 
 def _packed_pair(seed: int, n: int):
@@ -197,7 +152,7 @@ def test_shipped_model_codes_a_photo_with_rate_and_psnr_growing_with_quality(tmp
 
 
 def test_convert_reads_the_shipped_file(tmp_path):
-    from dcae.commands.convert import convert_file
+    from dcae.cli.convert import convert_file
 
     (entry,) = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["models"]
     shipped = load_pretrained().state_dict()
@@ -219,7 +174,15 @@ def test_package_variable_rate_round_trip(tmp_path):
     packed = unpack_state_dict(pack_state_dict(model.state_dict()))
     for k, v in loaded.named_parameters():  # the int8-rounded weights
         assert torch.equal(v, packed[k]), k
-    assert loaded.entropy_model.gaussian_conditional.quantized_cdf.numel() > 0  # tables built
+    tables = loaded.entropy_model.gaussian_conditional.quantized_cdf.clone()
+    assert tables.numel() > 0  # tables built, and they are those of the stored weights
+    loaded.update(force=True)
+    assert torch.equal(loaded.entropy_model.gaussian_conditional.quantized_cdf, tables)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        enc = loaded.compress(x, quality=2.5)
+        dec = loaded.decompress(enc["strings"], enc["shape"])
+        assert torch.equal(dec["x_hat"], loaded(x, 2.5)["x_hat"].clamp(0, 1))
     with pytest.raises(ValueError, match="single-rate"):
         save_checkpoint(DCAEModel("small").eval(), tmp_path / "s.pt")
         package_variable_rate(tmp_path / "s.pt", out)
@@ -229,7 +192,7 @@ def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
     """load_pretrained hands out a fresh module each call: moving, training,
     fast mode or weight edits by one caller change nothing another caller
     (or dcae.encode/decode) gets."""
-    from dcae.nn.fast import fast_mode
+    from dcae.layers.fast import fast_mode
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), np.uint8))
     before = dcae.encode(img)
@@ -252,4 +215,4 @@ def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
         assert v.dtype == reference[k].dtype and torch.equal(v, reference[k]), k
     assert dcae.encode(img) == before
     assert dcae.decode(before).size == img.size
-    assert dcae.codec.resolve_model()[0] is not dcae.codec.resolve_model()[0]
+    assert resolve_model()[0] is not resolve_model()[0]

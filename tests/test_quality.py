@@ -11,13 +11,17 @@ import torch
 from PIL import Image
 
 import dcae
-from dcae import DCAEModel, pretrained
-from dcae.bitstream import pack, unpack
+from dcae import DCAEModel
 from dcae.cli import main
 from dcae.codec import find_quality
 from dcae.errors import DCAEError, DecodingError
-from dcae.pretrained import save_checkpoint
-from dcae.train import RateDistortionLoss, variable_rate_from
+from dcae.format.container import pack, unpack
+from dcae.training.loss import RateDistortionLoss
+from dcae.training.warm_start import variable_rate_from
+from dcae.zoo import shipped
+from dcae.zoo.checkpoints import save_checkpoint
+from dcae.zoo.loading import load_checkpoint
+from dcae.zoo.release import package_variable_rate
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +47,6 @@ def smooth_image(h: int = 96, w: int = 128, seed: int = 0) -> Image.Image:
         img += blob * rng.uniform(-80, 80, size=3)
     img += rng.normal(0, 4, size=img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-
-
-def shipped_variable_rate() -> bool:
-    return pretrained._variable_rate_entry() is not None
 
 
 # ------------------------------------------------------------------- the model
@@ -240,18 +240,18 @@ def test_cli_quality_and_target_bpp(vr_checkpoint, tmp_path, capsys):
 
 
 # ------------------------------------------------------------ the shipped model
-@pytest.mark.skipif(not shipped_variable_rate(), reason="the shipped model is single-rate")
+@pytest.mark.skipif(not shipped.available_qualities(), reason="no shipped weights")
 def test_shipped_model_rate_grows_and_spans_the_range():
-    lo, hi = pretrained.quality_range()
+    lo, hi = shipped.quality_range()
     img = smooth_image(128, 192, seed=3)
     qualities = np.arange(lo, hi + 1e-9, 0.25)
     sizes = [len(dcae.encode(img, quality=float(q))) for q in qualities]
     assert all(b > a for a, b in zip(sizes, sizes[1:])), sizes
-    net = pretrained.load_pretrained(2.5)
+    net = shipped.load_pretrained(2.5)
     assert net.variable_rate and net.default_quality == 2.5
-    assert pretrained.load_pretrained().default_quality == pretrained.default_quality()
+    assert shipped.load_pretrained().default_quality == shipped.default_quality()
     with pytest.raises(DCAEError, match="outside the shipped model's range"):
-        pretrained.load_pretrained(hi + 0.5)
+        shipped.load_pretrained(hi + 0.5)
 
 
 def test_eval_sweeps_a_variable_rate_checkpoint(vr_checkpoint, tmp_path):
@@ -305,10 +305,10 @@ def test_first_rate_points_code_as_before_and_end_the_range(vr_model):
 def test_package_variable_rate_can_end_the_range(vr_model, tmp_path):
     ckpt = tmp_path / "vr.pt"
     save_checkpoint(vr_model, ckpt)
-    manifest = pretrained.package_variable_rate(
+    manifest = package_variable_rate(
         ckpt, tmp_path / "w", default_quality=2, rate_points=3, name="small-vr"
     )
     (entry,) = manifest["models"]
     assert entry["quality_range"] == [1.0, 3.0] and len(entry["lambdas"]) == 3
-    model = pretrained.load_checkpoint(tmp_path / "w" / entry["file"])
+    model = load_checkpoint(tmp_path / "w" / entry["file"])
     assert model.quality_range == (1.0, 3.0)

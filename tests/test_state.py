@@ -17,9 +17,10 @@ import pytest
 import torch
 
 import dcae
-import dcae.attention as attn
+import dcae.layers.window_attention as window_attention
 from dcae import DictionaryCrossAttention
-from dcae.attention import WindowAttention, attention_backend, set_attention_backend
+from dcae.layers.attention import AttentionModule, attention_backend, set_attention_backend
+from dcae.layers.window_attention import WindowAttention
 
 ATOL = 1e-5
 
@@ -107,19 +108,17 @@ def test_switch_on_a_model_changes_its_modules_and_restores_them():
 
 def test_a_dcae_model_switches_every_attention_module():
     model = dcae.DCAEModel("small").eval()
-    kinds = {type(m) for m in model.modules() if isinstance(m, attn.AttentionModule)}
+    kinds = {type(m) for m in model.modules() if isinstance(m, AttentionModule)}
     assert kinds == {WindowAttention, DictionaryCrossAttention}
     dcae.set_attention_backend("reference", model)
-    assert all(
-        m.backend == "reference" for m in model.modules() if isinstance(m, attn.AttentionModule)
-    )
+    assert all(m.backend == "reference" for m in model.modules() if isinstance(m, AttentionModule))
 
 
 def test_chunk_budget_is_a_module_setting():
     """No global decides the chunks: the per-device defaults are read-only and
     a module's ``chunk_bytes`` sets its plan (without changing its result)."""
     with pytest.raises(TypeError):
-        attn.WINDOW_CHUNK_BYTES["cpu"] = 1  # type: ignore[index]
+        window_attention.WINDOW_CHUNK_BYTES["cpu"] = 1  # type: ignore[index]
     window, _ = _modules()
     assert window.chunk_bytes is None
     x, _ = _inputs()
@@ -129,15 +128,15 @@ def test_chunk_budget_is_a_module_setting():
         whole = window(x)
         assert len(chunks) == 1
         per_window = window.num_heads * 16 * 16 * 4
-        attn.set_window_chunk_bytes(per_window, window)
+        window_attention.set_window_chunk_bytes(per_window, window)
         chunks.clear()
         torch.testing.assert_close(window(x), whole, atol=ATOL, rtol=0)
         assert len(chunks) == 2 * 3 * 4  # one window per chunk
-        attn.set_window_chunk_bytes(None, window)
+        window_attention.set_window_chunk_bytes(None, window)
         chunks.clear()
         assert torch.equal(window(x), whole) and len(chunks) == 1
     with pytest.raises(ValueError, match="positive"):
-        attn.set_window_chunk_bytes(0, window)
+        window_attention.set_window_chunk_bytes(0, window)
 
 
 def test_deep_copy_under_inference_mode_runs():

@@ -12,8 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dcae.pretrained import load_checkpoint
-from dcae.train import ImageFolder, RateDistortionLoss, TrainConfig, train
+from dcae.config import TrainConfig
+from dcae.training.data import ImageFolder
+from dcae.training.loop import train
+from dcae.training.loss import RateDistortionLoss
+from dcae.zoo.loading import load_checkpoint
 
 TRAIN_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train-photos"
 

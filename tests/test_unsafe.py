@@ -16,9 +16,8 @@ from PIL import Image
 
 import dcae
 from dcae.cli import main
-from dcae.codec import UnsupportedImageError
-from dcae.images import image_files, open_image
-from dcae.pretrained import save_checkpoint
+from dcae.format.images import UnsupportedImageError, image_files, open_image
+from dcae.zoo.checkpoints import save_checkpoint
 
 HEAVY = ("torch", "compressai")
 
@@ -150,8 +149,8 @@ def test_pillows_bomb_limit_gives_way_to_max_pixels(tmp_path, capsys, monkeypatc
 
 
 def test_default_bound_is_decompress_bound():
-    from dcae.bitstream import DEFAULT_MAX_PIXELS
     from dcae.cli import build_parser
+    from dcae.format.limits import DEFAULT_MAX_PIXELS
 
     args = build_parser().parse_args(["compress", "x.png"])
     assert args.max_pixels == DEFAULT_MAX_PIXELS
@@ -175,7 +174,7 @@ def test_one_suffix_list(tmp_path):
     for name in ("a.png", "b.PGM", "c.gif", "d.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.PGM", "c.gif"]
-    from dcae.commands import compress
+    from dcae.cli import compress
     from dcae.eval import evaluate
 
     assert compress.IMAGE_SUFFIXES is evaluate.IMAGE_SUFFIXES
@@ -221,7 +220,7 @@ def test_read_only_output_directory_refused_before_encoding(
 
 
 def test_write_errors_name_the_users_path(tmp_path):
-    from dcae.commands.jobs import write_atomic
+    from dcae.cli.jobs import write_atomic
 
     def disk_full(tmp: str) -> None:
         raise OSError(28, "No space left on device", tmp)

@@ -25,10 +25,12 @@ from PIL import Image
 from user_codec import Payload, TinyCodec, tiny_codec
 
 import dcae
-from dcae import loading
-from dcae.bitstream import model_fingerprint, pack, unpack
 from dcae.cli import main
 from dcae.errors import DCAEError, DecodingError, FormatError, ModelMismatchError
+from dcae.format.container import pack, unpack
+from dcae.format.fingerprint import model_fingerprint, model_identity
+from dcae.models.readiness import check_ready, missing_tables
+from dcae.zoo import loading
 
 TESTS = Path(__file__).resolve().parent
 TINY = "user_codec:TinyCodec"
@@ -129,7 +131,7 @@ def test_the_file_names_the_model(tiny, fp):
     assert s.shape == {"y": torch.Size([16, 16])} and isinstance(s.shape["y"], torch.Size)
     s = unpack(dcae.encode(photo(20, 20), model=fp))
     assert (s.model_kind, s.model_name, s.strings[0] != b"") == ("compressai", FACTORIZED, True)
-    assert loading.model_identity(dcae.DCAEModel("small")) == ("dcae", "small")
+    assert model_identity(dcae.DCAEModel("small")) == ("dcae", "small")
 
 
 def test_padding_can_be_chosen(fp):
@@ -167,7 +169,7 @@ def test_models_must_be_ready():
     with pytest.raises(TypeError, match="CompressionModel"):
         dcae.encode(photo(8, 8), model=torch.nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
     with pytest.raises(DCAEError, match="update"):
-        loading.check_ready(dcae.DCAEModel("small"))
+        check_ready(dcae.DCAEModel("small"))
 
 
 def test_training_mode_is_restored(tiny):
@@ -254,7 +256,7 @@ def test_load_model_builds_updates_and_matches(checkpoints, tiny, fp):
     a = loading.load_model(checkpoints["tiny"], TINY)  # TinyCodec() + load_state_dict
     b = loading.load_model(checkpoints["fp"], FACTORIZED)  # from_state_dict, "module." stripped
     assert isinstance(a, TinyCodec) and isinstance(b, FactorizedPrior)
-    assert not a.training and not loading.missing_tables(a)
+    assert not a.training and not missing_tables(a)
     assert model_fingerprint(a) == model_fingerprint(tiny)  # update() rebuilds the same tables
     assert model_fingerprint(b) == model_fingerprint(fp)
     with pytest.raises(ModelMismatchError, match="does not fit user_codec:TinyCodec"):

@@ -18,21 +18,21 @@ from compressai.zoo.image import model_architectures
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-import dcae
-from dcae import DCAEError, DCAEModel, ModelMismatchError, zoo
-from dcae.pretrained import save_checkpoint
+from dcae import DCAEError, DCAEModel, ModelMismatchError
+from dcae.zoo import official, registry
+from dcae.zoo.checkpoints import save_checkpoint
 
 KODAK = Path("/work/shared/datasets/kodak")
 
 
 def test_registered_after_import() -> None:
-    name = zoo.ZOO_NAME
+    name = registry.ZOO_NAME
     assert name in ("dcae", "dcae-lu2025")
     assert MODELS[name] is DCAEModel
-    assert compressai.zoo.image_models[name] is zoo.dcae
-    assert compressai.zoo.models[name] is zoo.dcae
+    assert compressai.zoo.image_models[name] is registry.dcae
+    assert compressai.zoo.models[name] is registry.dcae
     assert model_architectures[name] is DCAEModel
-    assert zoo.register() == name  # idempotent
+    assert registry.register() == name  # idempotent
 
 
 def test_does_not_override_a_compressai_dcae(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,8 +43,8 @@ def test_does_not_override_a_compressai_dcae(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(compressai.zoo.image_models, "dcae", lambda **kw: None)
     monkeypatch.setitem(model_architectures, "dcae", CompressAIsDCAE)
     monkeypatch.delitem(MODELS, "dcae-lu2025", raising=False)
-    assert zoo._choose_name() == "dcae-lu2025"
-    name = zoo.register()
+    assert registry._choose_name() == "dcae-lu2025"
+    name = registry.register()
     try:
         assert name == "dcae-lu2025"
         assert MODELS["dcae"] is CompressAIsDCAE and MODELS[name] is DCAEModel
@@ -56,7 +56,7 @@ def test_does_not_override_a_compressai_dcae(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_qualities_map_to_the_official_lambdas() -> None:
-    assert [zoo.lambda_for(q) for q in range(1, 7)] == [
+    assert [official.lambda_for(q) for q in range(1, 7)] == [
         0.0018,
         0.0035,
         0.0067,
@@ -64,7 +64,7 @@ def test_qualities_map_to_the_official_lambdas() -> None:
         0.025,
         0.05,
     ]
-    assert [zoo.lambda_for(q, "ms-ssim") for q in range(1, 7)] == [
+    assert [official.lambda_for(q, "ms-ssim") for q in range(1, 7)] == [
         2.40,
         4.58,
         8.73,
@@ -72,34 +72,34 @@ def test_qualities_map_to_the_official_lambdas() -> None:
         31.73,
         60.5,
     ]
-    assert set(zoo.OFFICIAL_URLS) == {(m, q) for m in zoo.METRICS for q in range(1, 7)}
+    assert set(official.OFFICIAL_URLS) == {(m, q) for m in official.METRICS for q in range(1, 7)}
     for bad in (0, 7, 2.0, True):
         with pytest.raises(ValueError, match="quality"):
-            zoo.lambda_for(bad)  # type: ignore[arg-type]
+            official.lambda_for(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="metric"):
-        zoo.dcae(1, metric="psnr")
+        registry.dcae(1, metric="psnr")
 
 
 def test_zoo_factory_builds_a_fresh_model() -> None:
-    net = compressai.zoo.image_models[zoo.ZOO_NAME](quality=2, config="small")
+    net = compressai.zoo.image_models[registry.ZOO_NAME](quality=2, config="small")
     assert isinstance(net, DCAEModel) and net.config.M == 96
     with pytest.raises(ValueError, match="no architecture"):
-        zoo.dcae(2, pretrained=True, config="small")
+        registry.dcae(2, pretrained=True, config="small")
 
 
 def test_missing_weights_say_what_to_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DCAE_WEIGHTS_DIR", str(tmp_path))
-    assert zoo.weights_dir() == tmp_path
+    assert official.weights_dir() == tmp_path
     with pytest.raises(DCAEError) as err:
-        zoo.dcae(4, metric="ms-ssim", pretrained=True)
+        registry.dcae(4, metric="ms-ssim", pretrained=True)
     msg = str(err.value)
-    assert zoo.OFFICIAL_URLS[("ms-ssim", 4)] in msg
+    assert official.OFFICIAL_URLS[("ms-ssim", 4)] in msg
     assert str(tmp_path / "dcae-ms-ssim-q4.pth.tar") in msg
     assert "DCAE_WEIGHTS_DIR" in msg and "16.64" in msg
     monkeypatch.delenv("DCAE_WEIGHTS_DIR")
-    assert zoo.weights_dir() == Path.home() / ".cache" / "dcae"
+    assert official.weights_dir() == Path.home() / ".cache" / "dcae"
 
 
 def _official_file(path: Path, model: DCAEModel) -> None:
@@ -119,23 +119,24 @@ def test_pretrained_loads_converts_and_verifies(
     monkeypatch.setenv("DCAE_WEIGHTS_DIR", str(tmp_path))
     # the small model is not the authors' architecture: rejected
     with pytest.raises(ModelMismatchError, match="architecture"):
-        zoo.dcae(5, pretrained=True)
+        registry.dcae(5, pretrained=True)
     # pretend the authors trained the small preset
-    monkeypatch.setitem(zoo.PRESETS, "paper", ref.config)
-    net = zoo.dcae(5, pretrained=True)
+    monkeypatch.setitem(official.PRESETS, "paper", ref.config)
+    net = registry.dcae(5, pretrained=True)
     assert not net.training
     # what `eval_model pretrained -a dcae -q 5` calls
-    assert isinstance(_compressai_eval_model().load_pretrained(zoo.ZOO_NAME, "mse", 5), DCAEModel)
+    loaded = _compressai_eval_model().load_pretrained(registry.ZOO_NAME, "mse", 5)
+    assert isinstance(loaded, DCAEModel)
     assert net.entropy_model.gaussian_conditional.quantized_cdf.numel() > 0
     params = dict(net.named_parameters())
     for k, v in ref.named_parameters():
         assert torch.equal(params[k], v), k
-    monkeypatch.setitem(zoo.KNOWN_SHA256, ("mse", 5), "0" * 64)
+    monkeypatch.setitem(official.KNOWN_SHA256, ("mse", 5), "0" * 64)
     with pytest.raises(DCAEError, match="sha256"):
-        zoo.dcae(5, pretrained=True)
+        registry.dcae(5, pretrained=True)
     (tmp_path / "dcae-mse-q3.pth.tar").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelMismatchError, match="readable"):
-        zoo.dcae(3, pretrained=True)
+        registry.dcae(3, pretrained=True)
 
 
 def _bpp_and_psnr(model: DCAEModel, image: Path) -> tuple:
@@ -165,7 +166,7 @@ def test_eval_model_end_to_end(tmp_path: Path, small_model: DCAEModel) -> None:
     official = tmp_path / "official-small.pth.tar"
     torch.save({"state_dict": small_model.to_official_state_dict()}, official)
     # what `python -m dcae.eval_model checkpoint ...` runs, in this process
-    argv = ["checkpoint", str(images), "-a", zoo.ZOO_NAME, "-p", str(ckpt), str(official)]
+    argv = ["checkpoint", str(images), "-a", registry.ZOO_NAME, "-p", str(ckpt), str(official)]
     argv += ["-d", str(tmp_path), "-o", "dcae-small"]
     threads = torch.get_num_threads()
     try:
@@ -173,7 +174,7 @@ def test_eval_model_end_to_end(tmp_path: Path, small_model: DCAEModel) -> None:
     finally:
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / "dcae-small.json").read_text())
-    assert result["name"] == f"{zoo.ZOO_NAME}-mse"
+    assert result["name"] == f"{registry.ZOO_NAME}-mse"
     assert result["description"] == "Inference (ans)"
     res = result["results"]
     assert set(res) >= {"psnr-rgb", "ms-ssim-rgb", "bpp", "encoding_time", "decoding_time"}
@@ -209,7 +210,6 @@ def test_eval_model_accepts_exactly_compressais_arguments() -> None:
 
     from dcae.eval import eval_model
 
-    args = setup_args().parse_args(["checkpoint", "/data", "-a", zoo.ZOO_NAME, "-p", "a.pth"])
-    assert args.architecture == zoo.ZOO_NAME
+    args = setup_args().parse_args(["checkpoint", "/data", "-a", registry.ZOO_NAME, "-p", "a.pth"])
+    assert args.architecture == registry.ZOO_NAME
     assert eval_model.main.__module__ == "dcae.eval.eval_model"
-    assert dcae.zoo is zoo

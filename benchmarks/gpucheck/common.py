@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 import dcae
-from dcae.codec import image_to_tensor
+from dcae.format.pixels import image_to_tensor
 
 __all__ = [
     "LAMBDA",

@@ -20,8 +20,8 @@ import bench_latency as bl
 import torch
 from torch import nn
 
-from dcae.codec import image_to_tensor
-from dcae.nn.fast import tf32
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import tf32
 
 from .common import Budget, Report, load_image, sync
 from .latency import latency_rows, setup, time_variants

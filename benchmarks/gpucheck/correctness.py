@@ -6,7 +6,7 @@ leaves it out), then the same checks as a user would run them:
 ``DCAEModel(...).to(device)`` and an exact ``forward`` / ``compress`` /
 ``decompress`` round trip on Kodak content (batch 1 and 2, torch defaults and
 TF32 off), every attention backend against the reference one, fast mode
-(bfloat16, and float16 on CUDA), ``dcae.train`` with ``amp=True`` and the
+(bfloat16, and float16 on CUDA), ``dcae.training`` with ``amp=True`` and the
 auxiliary optimizer, and :func:`dcae.encode` / :func:`dcae.decode` with the
 model on the device.
 """
@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 import dcae
-from dcae.attention import BACKENDS
-from dcae.codec import image_to_tensor, tensor_to_uint8
-from dcae.nn.fast import fast_mode, tf32
-from dcae.train import TrainConfig, train
+from dcae.config import TrainConfig
+from dcae.format.pixels import image_to_tensor, tensor_to_uint8
+from dcae.layers.attention import BACKENDS
+from dcae.layers.fast import fast_mode, tf32
+from dcae.training.loop import train
 
 from .common import REPO, Report, image_batch, load_image, round_trip, seeded_model, use_backend
 
@@ -201,7 +202,7 @@ def check_training(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) ->
         else ("float16" if use_cuda else "off (CPU)")
     )
     rep.table(
-        "dcae.train.train(TrainConfig(amp=True, ...)): 3 steps, then update() and a round trip",
+        "dcae.training.loop.train(TrainConfig(amp=True, ...)): 3 steps, update(), a round trip",
         [
             {
                 "device": str(next(model.parameters()).device),
@@ -226,13 +227,13 @@ def check_codec_api(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) -
             f"finding: dcae.encode({', '.join(params)}) has no device argument; the device is "
             "the model's: dcae.encode(img, model=model.to(device)); dcae.decode likewise"
         )
-    from dcae import pretrained
+    from dcae.zoo import shipped
 
-    if pretrained.available_qualities():
-        q = pretrained.default_quality()
-        if pretrained.load_pretrained(q) is pretrained.load_pretrained(q):
+    if shipped.available_qualities():
+        q = shipped.default_quality()
+        if shipped.load_pretrained(q) is shipped.load_pretrained(q):
             rep.note(
-                "finding: dcae.pretrained.load_pretrained(q) returns one cached instance, so "
+                "finding: dcae.zoo.shipped.load_pretrained(q) returns one cached instance, so "
                 "load_pretrained(q).to('cuda') also moves the model that dcae.encode(img, "
                 "quality=q) and dcae.decode(data) use afterwards"
             )

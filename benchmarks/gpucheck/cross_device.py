@@ -118,12 +118,12 @@ def cross_device_model(
 def section_cross_device(
     rep: Report, args: argparse.Namespace, st: Dict[str, Any], budget: Budget
 ) -> None:
-    from dcae import pretrained
+    from dcae.zoo import shipped
 
     models: List[Tuple[str, Callable[[], Any]]] = []
-    if pretrained.available_qualities():
-        q = pretrained.default_quality()
-        models.append((f"shipped q{q}", lambda: copy.deepcopy(pretrained.load_pretrained(q))))
+    if shipped.available_qualities():
+        q = shipped.default_quality()
+        models.append((f"shipped q{q}", lambda: copy.deepcopy(shipped.load_pretrained(q))))
     models.append(("paper, random (seed 0)", lambda: seeded_model("paper")))
     total = max(0.0, min(args.cross_budget, budget.left() - args.reserve))
     end = time.perf_counter() + total

@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dcae.codec import image_to_tensor
-from dcae.nn.fast import fast_mode, tf32
+from dcae.format.pixels import image_to_tensor
+from dcae.layers.fast import fast_mode, tf32
 
 from .common import Report, load_image, mem_column, peak_memory, psnr, sync, use_backend
 

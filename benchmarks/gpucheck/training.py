@@ -1,7 +1,7 @@
 """Section ``training``: training steps per second and peak memory.
 
 Paper preset, batches of Kodak crops (8 of 256x256 by default), the same
-batches for every row: dcae's training step (as ``dcae.train`` does it) and,
+batches for every row: dcae's training step (as ``dcae.training`` does it) and,
 with ``--official-repo``, the official model with the official ``train.py``
 loss, each with bfloat16 autocast and in float32.
 """
@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 import dcae
-from dcae.train import ImageFolder, RateDistortionLoss
+from dcae.training.data import ImageFolder
+from dcae.training.loss import RateDistortionLoss
 
 from .common import LAMBDA, Report, official_class, official_loss_class, sync
 
@@ -37,7 +38,7 @@ def dcae_step(
     amp: bool,
     main_params: List[Tensor],
 ) -> float:
-    """One step as ``dcae.train.train`` does it."""
+    """One step as ``dcae.training.loop.train`` does it."""
     opt.zero_grad(set_to_none=True)
     aux_opt.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -160,11 +161,11 @@ def section_training(rep: Report, args: argparse.Namespace, st: Dict[str, Any]) 
         return make
 
     runs: List[Tuple[str, bool, Callable[[], Any]]] = [
-        ("dcae (dcae.train step)", True, make_dcae(True))
+        ("dcae (dcae.training step)", True, make_dcae(True))
     ]
     if args.official_repo:
         runs.append(("official (train.py model + loss)", True, make_official(True)))
-    runs.append(("dcae (dcae.train step)", False, make_dcae(False)))
+    runs.append(("dcae (dcae.training step)", False, make_dcae(False)))
     if args.official_repo:
         runs.append(("official (train.py model + loss)", False, make_official(False)))
     rows: List[Dict[str, Any]] = []

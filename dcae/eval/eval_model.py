@@ -13,7 +13,7 @@ results JSON is the one ``python -m compressai.utils.plot`` reads::
 
 Three things differ from CompressAI's script:
 
-- checkpoints are loaded by :func:`dcae.loading.load_model`, with
+- checkpoints are loaded by :func:`dcae.zoo.loading.load_model`, with
   ``torch.load(weights_only=True)`` (CompressAI's loader unpickles arbitrary
   objects), ``{"state_dict": ...}`` wrappers and ``module.`` prefixes
   accepted; DCAE checkpoints in the dcae or the official layout have their
@@ -25,7 +25,7 @@ Three things differ from CompressAI's script:
   would stop with an ``AssertionError`` traceback (``dcae eval DIR
   --no-ms-ssim`` reports PSNR and bpp of such images).
 
-The architecture name of DCAE is :data:`dcae.zoo.ZOO_NAME` (``"dcae"``, or
+The architecture name of DCAE is :data:`dcae.zoo.registry.ZOO_NAME` (``"dcae"``, or
 ``"dcae-lu2025"`` when CompressAI ships its own ``"dcae"``).
 """
 
@@ -52,7 +52,7 @@ def _architecture(argv: List[str]) -> Optional[str]:
 
 def _load_checkpoint(arch: str, no_update: bool, checkpoint_path: str) -> Any:
     """Replaces ``compressai.utils.eval_model``'s ``load_checkpoint``."""
-    from ..loading import load_model
+    from ..zoo.loading import load_model
 
     return load_model(checkpoint_path, arch, update=not no_update).eval()
 
@@ -63,7 +63,7 @@ def _check_sizes(paths: List[Any]) -> List[Any]:
     from PIL import Image
 
     from ..errors import DCAEError
-    from .evaluate import MS_SSIM_MIN_SIDE
+    from .measure import MS_SSIM_MIN_SIDE
 
     for path in paths:
         try:
@@ -85,7 +85,7 @@ def _patched(module: Any, user_class: Optional[str]) -> Iterator[None]:
     """CompressAI's loader replaced; ``user_class`` (``module:Class``) made a
     valid ``-a`` choice for the time of the run."""
     from ..errors import DCAEError
-    from ..loading import resolve_class
+    from ..zoo.loading import resolve_class
 
     saved_loader = module.load_checkpoint
     module.load_checkpoint = _load_checkpoint
@@ -124,10 +124,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     """
     import compressai.utils.eval_model.__main__ as module
 
-    from .. import zoo
     from ..errors import DCAEError
+    from ..zoo.registry import register
 
-    zoo.register()
+    register()
     argv = sys.argv[1:] if argv is None else list(argv)
     arch = _architecture(argv)
     try:

@@ -15,82 +15,53 @@ the reconstruction is rounded to 8 bits, PSNR and MS-SSIM are computed on
 RGB, the rate is the real number of bytes (for dcae: every ``y`` and ``z``
 string) times 8 over the pixels, and per-point values are means over images.
 
-This module runs the codecs; :mod:`dcae.report` turns the records into
+This module runs the codecs; :mod:`dcae.eval.report` turns the records into
 curves, BD-rate tables, CSV and plots.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
-from PIL import Image
 from PIL import __version__ as PIL_VERSION
 from torch import Tensor
 
 from ..errors import DCAEError
-from ..images import IMAGE_SUFFIXES, image_files, open_image
-from .metrics import bpp_from_bytes, bpp_from_likelihoods, psnr
-from .metrics import ms_ssim as _ms_ssim
+from ..format.images import IMAGE_SUFFIXES, image_files
+from ..format.padding import coding_padding, pad_image
+from ..format.pixels import rgb_to_tensor
+from ..models.readiness import check_ready, eval_mode
+from .anchors import load_anchors
+from .curves import Curve, ImageRecord, mean_curve
+from .measure import MS_SSIM_MIN_SIDE, Log, measure, progress_line, read_image, silent
+from .metrics import bpp_from_bytes, bpp_from_likelihoods
+from .pillow import (
+    PILLOW_SETTINGS,
+    check_qualities,
+    describe_pillow,
+    evaluate_pillow,
+    pillow_name,
+    pillow_supports,
+)
 from .report import (
     PLOT_ANCHORS,
     BDResult,
-    Curve,
-    ImageRecord,
     bd_table,
     format_bd_markdown,
     format_summary_markdown,
-    load_anchors,
-    mean_curve,
     plot_rd,
     write_per_image_csv,
 )
 
-__all__ = [
-    "EvaluationReport",
-    "IMAGE_SUFFIXES",
-    "MS_SSIM_MIN_SIDE",
-    "PILLOW_SETTINGS",
-    "collect_images",
-    "describe_pillow",
-    "evaluate_model",
-    "evaluate_pillow",
-    "pillow_supports",
-    "run_evaluation",
-]
-
-#: MS-SSIM needs more than 160 pixels per side (5 scales, 11-tap window)
-MS_SSIM_MIN_SIDE = 161
-_MIN_SIDE = MS_SSIM_MIN_SIDE
-
-Log = Callable[[str], None]
-
-#: Pillow ``save`` options of each format besides ``quality`` (the reference
-#: settings of issue #12): JPEG with Pillow's defaults (4:2:0 chroma
-#: subsampling, baseline), WebP lossy at its slowest and best ``method=6``,
-#: AVIF at libavif ``speed=4`` (4:2:0) on one thread (the encoder's output
-#: depends on its thread count).
-PILLOW_SETTINGS: Dict[str, Dict[str, Any]] = {
-    "JPEG": {},
-    "WEBP": {"method": 6},
-    "AVIF": {"speed": 4, "max_threads": 1},
-}
-_FEATURES = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
-_NAMES = {"JPEG": "JPEG (Pillow)", "WEBP": "WebP (Pillow)", "AVIF": "AVIF (Pillow)"}
-_MIN_QUALITY = {"JPEG": 1, "WEBP": 1, "AVIF": 0}
-
-
-def _silent(_: str) -> None:
-    pass
+__all__ = ["EvaluationReport", "collect_images", "evaluate_model", "run_evaluation"]
 
 
 @dataclass
@@ -110,39 +81,11 @@ class EvaluationReport:
 
 def collect_images(directory: Union[str, os.PathLike], limit: Optional[int] = None) -> List[Path]:
     """Image files directly in ``directory``, sorted by name (first ``limit``):
-    :func:`dcae.images.image_files`, refusing an empty folder."""
+    :func:`dcae.format.images.image_files`, refusing an empty folder."""
     files = image_files(directory, limit)
     if not files:
         raise DCAEError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
     return files
-
-
-def _read_rgb(path: Path, ms_ssim: bool = True) -> np.ndarray:
-    with open_image(path) as img:
-        rgb = np.array(img.convert("RGB"))
-    h, w = rgb.shape[:2]
-    if ms_ssim and min(h, w) < _MIN_SIDE:
-        raise DCAEError(
-            f"{path} is {w}x{h}; MS-SSIM needs at least {_MIN_SIDE} pixels per side: pass "
-            "--no-ms-ssim (Python: ms_ssim=False) to report PSNR and bpp only"
-        )
-    return rgb
-
-
-def _to_tensor(rgb: np.ndarray) -> Tensor:
-    """``(1, 3, H, W)`` float in ``[0, 1]``."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
-
-
-def _quantise(x: Tensor) -> Tensor:
-    """8-bit rounding, as the decoder's output would be written to a file."""
-    return x.detach().float().clamp(0, 1).mul(255).round().div(255).cpu()
-
-
-def _quality(x: Tensor, x_hat: Tensor, ms_ssim: bool = True) -> Tuple[float, Optional[float]]:
-    """PSNR and MS-SSIM (``None`` unless ``ms_ssim``) of 8-bit rounded images."""
-    x, x_hat = _quantise(x), _quantise(x_hat)
-    return psnr(x, x_hat), (_ms_ssim(x, x_hat) if ms_ssim else None)
 
 
 def _n_bytes(strings: Any) -> int:
@@ -168,7 +111,7 @@ def evaluate_model(
     point: str,
     device: Union[str, torch.device] = "cpu",
     estimate_rate: bool = False,
-    log: Log = _silent,
+    log: Log = silent,
     ms_ssim: bool = True,
 ) -> List[ImageRecord]:
     """Compress and decompress each image with ``model`` (real entropy coding).
@@ -194,8 +137,6 @@ def evaluate_model(
     ``model`` is run in eval mode and its training flag restored afterwards;
     nothing else of it changes.
     """
-    from ..loading import check_ready, eval_mode
-
     check_ready(model)
     device = torch.device(device)
     own = next(iter(model.parameters()), None)
@@ -215,19 +156,17 @@ def _evaluate(
     log: Log,
     ms_ssim: bool,
 ) -> List[ImageRecord]:
-    from ..codec import coding_padding, pad_image
-
     def pad(x: Tensor) -> Tuple[Tensor, Tuple[int, int, int, int]]:
         _, _, padding = coding_padding(model, int(x.shape[2]), int(x.shape[3]))
         return pad_image(x, padding), padding
 
     records = []
     for i, path in enumerate(images):
-        x = _to_tensor(_read_rgb(path, ms_ssim)).to(device)
+        x = rgb_to_tensor(read_image(path, ms_ssim)).to(device)
         h, w = x.shape[-2:]
         x_in, (left, _, top, _) = pad(x)
         if i == 0:  # warm-up: allocator, kernels, lazily built tables
-            warm, _ = pad(x[..., :_MIN_SIDE, :_MIN_SIDE])
+            warm, _ = pad(x[..., :MS_SSIM_MIN_SIDE, :MS_SSIM_MIN_SIDE])
             out = model.compress(warm)
             model.decompress(out["strings"], out["shape"])
         _sync(device)
@@ -240,7 +179,7 @@ def _evaluate(
         t2 = time.perf_counter()
         x_hat = x_hat[..., top : top + h, left : left + w]
         n_bytes = _n_bytes(enc["strings"])
-        p, m = _quality(x, x_hat, ms_ssim)
+        p, m = measure(x, x_hat, ms_ssim)
         est = None
         if estimate_rate:
             est = bpp_from_likelihoods(model(x_in)["likelihoods"], h * w)
@@ -249,143 +188,8 @@ def _evaluate(
             p, m, t1 - t0, t2 - t1, est,
         )  # fmt: skip
         records.append(rec)
-        log(_progress_line(rec, i + 1, len(images)))
+        log(progress_line(rec, i + 1, len(images)))
     return records
-
-
-def pillow_supports(fmt: str) -> bool:
-    """Whether this Pillow can write and read ``fmt`` (``"JPEG"``, ``"WEBP"``
-    or ``"AVIF"``; AVIF needs Pillow >= 11.2 built with libavif)."""
-    from PIL import features
-
-    try:
-        return bool(features.check(_FEATURES[fmt.upper()]))
-    except (KeyError, ValueError):  # unknown format, or a Pillow that knows no such feature
-        return False
-
-
-def describe_pillow(fmt: str, options: Optional[Dict[str, Any]] = None) -> str:
-    """One line naming the Pillow and library versions and the encoder settings
-    of ``fmt`` with ``options`` (default :data:`PILLOW_SETTINGS`), e.g.
-    ``"Pillow 13.0.0 AVIF (libavif 1.4.2, aom 3.14.1): speed=4, max_threads=1,
-    4:2:0"``."""
-    from PIL import features
-
-    fmt = fmt.upper()
-    options = PILLOW_SETTINGS[fmt] if options is None else options
-    lib = {"JPEG": "libjpeg", "WEBP": "libwebp", "AVIF": "libavif"}[fmt]
-    try:
-        version = features.version(_FEATURES[fmt])
-        if fmt == "JPEG" and features.check_feature("libjpeg_turbo"):
-            lib, version = "libjpeg-turbo", features.version_feature("libjpeg_turbo")
-    except ValueError:  # a Pillow that knows no such feature
-        version = None
-    libs = [f"{lib} {version or '?'}"]
-    if fmt == "AVIF":
-        libs += _avif_encoders()
-    settings = [f"{k}={v}" for k, v in options.items()]
-    if fmt == "WEBP":
-        settings.insert(0, "lossy")
-    if "subsampling" not in options:
-        settings.append("4:2:0")
-    if fmt == "JPEG":
-        settings.append("baseline (Pillow defaults)")
-    return f"Pillow {PIL_VERSION} {fmt} ({', '.join(libs)}): {', '.join(settings)}"
-
-
-def _avif_encoders() -> List[str]:
-    """The AV1 encoders libavif was built with, e.g. ``["aom 3.14.1"]``."""
-    try:
-        from PIL import _avif
-
-        versions = _avif.codec_versions()  # "dav1d [dec]:1.5.3, aom [enc]:3.14.1"
-    except (ImportError, AttributeError):
-        return []
-    return [
-        part.replace(" [enc]:", " ").strip()
-        for part in str(versions).split(",")
-        if "[enc]" in part
-    ]
-
-
-def evaluate_pillow(
-    images: Sequence[Path],
-    fmt: str,
-    qualities: Iterable[int],
-    log: Log = _silent,
-    options: Optional[Dict[str, Any]] = None,
-    ms_ssim: bool = True,
-) -> List[ImageRecord]:
-    """Encode and decode each image with Pillow at each quality.
-
-    Args:
-        images: image files.
-        fmt: ``"JPEG"``, ``"WEBP"`` or ``"AVIF"``.
-        qualities: Pillow ``quality`` values (1..100; AVIF 0..100).
-        log: progress callback.
-        options: further ``Image.save`` options; default
-            :data:`PILLOW_SETTINGS` (:func:`describe_pillow` writes them out).
-
-    Raises:
-        DCAEError: this Pillow cannot write ``fmt`` (:func:`pillow_supports`).
-    """
-    fmt = fmt.upper()
-    qualities = _check_qualities(fmt, qualities)
-    if not pillow_supports(fmt):
-        raise DCAEError(f"Pillow {PIL_VERSION} was built without {fmt} support")
-    options = PILLOW_SETTINGS[fmt] if options is None else options
-    codec = _pillow_name(fmt)
-    pixels = [_read_rgb(p, ms_ssim) for p in images]
-    records = []
-    for q in qualities:
-        for i, (path, rgb) in enumerate(zip(images, pixels)):
-            img = Image.fromarray(rgb)
-            buf = io.BytesIO()
-            t0 = time.perf_counter()
-            img.save(buf, format=fmt, quality=int(q), **options)
-            t1 = time.perf_counter()
-            data = buf.getvalue()
-            with Image.open(io.BytesIO(data)) as dec:
-                rec_rgb = np.array(dec.convert("RGB"))
-            t2 = time.perf_counter()
-            h, w = rgb.shape[:2]
-            if rec_rgb.shape != rgb.shape:
-                raise DCAEError(
-                    f"{fmt} quality {q} decoded {path.name} ({w}x{h}) to "
-                    f"{rec_rgb.shape[1]}x{rec_rgb.shape[0]}"
-                )
-            p, m = _quality(_to_tensor(rgb), _to_tensor(rec_rgb), ms_ssim)
-            rec = ImageRecord(
-                codec, f"q{q}", path.stem, w, h, len(data), bpp_from_bytes(len(data), h * w),
-                p, m, t1 - t0, t2 - t1,
-            )  # fmt: skip
-            records.append(rec)
-            log(_progress_line(rec, i + 1, len(images)))
-    return records
-
-
-def _check_qualities(fmt: str, qualities: Iterable[int]) -> List[int]:
-    if fmt not in _NAMES:
-        raise ValueError(f"unsupported format {fmt!r}; use JPEG, WEBP or AVIF")
-    qualities = [int(q) for q in qualities]
-    lo = _MIN_QUALITY[fmt]
-    for q in qualities:
-        if not lo <= q <= 100:
-            raise ValueError(f"{fmt} quality must be in {lo}..100, got {q}")
-    return qualities
-
-
-def _pillow_name(fmt: str) -> str:
-    return _NAMES[fmt]
-
-
-def _progress_line(rec: ImageRecord, i: int, n: int) -> str:
-    ms = "n/a" if rec.ms_ssim is None else f"{rec.ms_ssim:.4f}"
-    return (
-        f"{rec.codec} {rec.point} [{i:>{len(str(n))}}/{n}] {rec.image}: "
-        f"{rec.bpp:.4f} bpp, {rec.psnr:.2f} dB, MS-SSIM {ms}, "
-        f"enc {rec.encoding_time:.2f} s, dec {rec.decoding_time:.2f} s"
-    )
 
 
 def _slug(name: str) -> str:
@@ -410,7 +214,7 @@ def run_evaluation(
     limit: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
     estimate_rate: bool = False,
-    log: Log = _silent,
+    log: Log = silent,
     ms_ssim: bool = True,
 ) -> EvaluationReport:
     """Evaluate dcae rate points, Pillow JPEG/WebP/AVIF and anchors; write the report.
@@ -460,10 +264,10 @@ def run_evaluation(
         ("AVIF", avif_qualities, {**PILLOW_SETTINGS["AVIF"], "speed": avif_speed}),
     )
     for fmt, qualities, _ in sweeps:
-        _check_qualities(fmt, qualities)
+        check_qualities(fmt, qualities)
     images = collect_images(image_dir, limit)
     for p in images:  # fail early on unreadable or too small images
-        _read_rgb(p, ms_ssim)
+        read_image(p, ms_ssim)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     anchors = load_anchors(anchors_dir, anchor_dataset) if anchors_dir is not None else []
@@ -492,7 +296,7 @@ def run_evaluation(
             continue
         recs = evaluate_pillow(images, fmt, qualities, log, options, ms_ssim)
         records += recs
-        curves.append(mean_curve(recs, _pillow_name(fmt), describe_pillow(fmt, options)))
+        curves.append(mean_curve(recs, pillow_name(fmt), describe_pillow(fmt, options)))
 
     files: Dict[str, Path] = {}
     for c in curves:

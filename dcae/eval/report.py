@@ -1,145 +1,45 @@
-"""Rate-distortion results: curves, published anchors, Bjontegaard tables,
-summaries, per-image CSV and RD plots.
+"""Rate-distortion reports: Bjontegaard tables, summaries, per-image CSV and
+RD plots.
 
-:mod:`dcae.evaluate` measures codecs and produces :class:`ImageRecord` s;
-this module turns them into :class:`Curve` s (:func:`mean_curve`), loads the
-published anchors (:func:`load_anchors`), compares them (:func:`bd_table`)
-and writes the reports.  Everything here works on numbers alone, so results
-JSON from other runs or other tools can be compared the same way.
+:mod:`dcae.eval.evaluate` measures codecs and produces
+:class:`~dcae.eval.curves.ImageRecord` s, turned into
+:class:`~dcae.eval.curves.Curve` s; this module compares curves with each
+other and with the published anchors (:mod:`dcae.eval.anchors`)
+(:func:`bd_table`) and writes the reports.  Everything here works on numbers
+alone, so results JSON from other runs or other tools can be compared the
+same way.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .curves import Curve, ImageRecord
 from .metrics import bd_psnr, bd_rate
 
 __all__ = [
     "BDResult",
-    "Curve",
-    "ImageRecord",
     "PLOT_ANCHORS",
     "bd_table",
-    "find_anchors_dir",
     "format_bd_markdown",
     "format_summary_markdown",
-    "load_anchors",
-    "mean_curve",
     "plot_rd",
     "rd_figure",
     "write_per_image_csv",
 ]
 
-_PAPER_RD_FILE = "dcae-paper-rd.json"
-_PAPER_KEYS = {"kodak": "Kodak", "clic": "CLIC", "tecnick": "Tecnick"}
 #: Anchors drawn in the RD plot next to the curves measured in the run.
 PLOT_ANCHORS = ("DCAE (paper)", "VTM")
 
 
-@dataclass
-class ImageRecord:
-    """Measurements of one codec at one rate point on one image."""
-
-    codec: str
-    point: str
-    image: str
-    width: int
-    height: int
-    n_bytes: int
-    bpp: float
-    psnr: float
-    ms_ssim: Optional[float]  # None: not measured (dcae eval --no-ms-ssim)
-    encoding_time: float
-    decoding_time: float
-    bpp_estimate: Optional[float] = None
-
-
-@dataclass
-class Curve:
-    """A rate-distortion curve: one value per rate point, sorted by rate.
-
-    ``ms_ssim`` is linear (not dB), as in CompressAI's results files; a curve
-    may lack PSNR or MS-SSIM (``None``).
-    """
-
-    name: str
-    bpp: List[float]
-    psnr: Optional[List[float]] = None
-    ms_ssim: Optional[List[float]] = None
-    encoding_time: Optional[List[float]] = None
-    decoding_time: Optional[List[float]] = None
-    points: Optional[List[str]] = None
-    description: str = ""
-    source: str = ""
-
-    def metric(self, metric: str) -> Optional[np.ndarray]:
-        """``"psnr"`` in dB or ``"ms-ssim"`` in dB, ``None`` if absent."""
-        if metric == "psnr":
-            return None if self.psnr is None else np.asarray(self.psnr, dtype=np.float64)
-        if metric == "ms-ssim":
-            if self.ms_ssim is None:
-                return None
-            with np.errstate(divide="ignore"):
-                return -10.0 * np.log10(1.0 - np.asarray(self.ms_ssim, dtype=np.float64))
-        raise ValueError(f"unknown metric {metric!r}; use 'psnr' or 'ms-ssim'")
-
-    def to_compressai(self) -> Dict[str, Any]:
-        """The results dict of ``compressai.utils.eval_model`` (read by
-        ``compressai.utils.plot``)."""
-        results: Dict[str, Any] = {"bpp": list(self.bpp)}
-        for key, values in (
-            ("psnr-rgb", self.psnr),
-            ("ms-ssim-rgb", self.ms_ssim),
-            ("encoding_time", self.encoding_time),
-            ("decoding_time", self.decoding_time),
-        ):
-            if values is not None:
-                results[key] = list(values)
-        out: Dict[str, Any] = {
-            "name": self.name,
-            "description": self.description,
-            "results": results,
-        }
-        if self.points is not None:
-            out["points"] = list(self.points)
-        return out
-
-    @classmethod
-    def from_compressai(cls, data: Mapping[str, Any], source: str = "") -> Curve:
-        """A curve from a CompressAI results dict, points sorted by rate."""
-        results = data.get("results", data)
-        if "bpp" not in results:
-            raise ValueError(f"{source or 'results'}: no 'bpp' list")
-        bpp = [float(v) for v in results["bpp"]]
-        order = sorted(range(len(bpp)), key=bpp.__getitem__)
-
-        def pick(key: str) -> Optional[List[float]]:
-            if key not in results:
-                return None
-            values = results[key]
-            if len(values) != len(bpp):
-                raise ValueError(f"{source or 'results'}: {key!r} and 'bpp' differ in length")
-            return [float(values[i]) for i in order]
-
-        return cls(
-            name=str(data.get("name", Path(source).stem if source else "?")),
-            bpp=[bpp[i] for i in order],
-            psnr=pick("psnr-rgb"),
-            ms_ssim=pick("ms-ssim-rgb"),
-            encoding_time=pick("encoding_time"),
-            decoding_time=pick("decoding_time"),
-            description=str(data.get("description", "")),
-            source=source,
-        )
+# ---------------------------------------------------------------- BD table
 
 
 @dataclass
@@ -156,104 +56,6 @@ class BDResult:
     bd_psnr: Optional[float]
     bd_rate_ms_ssim: Optional[float]
     notes: List[str] = field(default_factory=list)
-
-
-def mean_curve(records: Sequence[ImageRecord], name: str, description: str = "") -> Curve:
-    """Per-point means over images of ``records`` (one codec), sorted by rate."""
-    if not records:
-        raise ValueError(f"no records for {name}")
-    by_point: Dict[str, List[ImageRecord]] = {}
-    for r in records:
-        by_point.setdefault(r.point, []).append(r)
-    rows = []
-    for point, recs in by_point.items():
-
-        def mean(attr: str, recs: List[ImageRecord] = recs) -> Optional[float]:
-            values = [getattr(r, attr) for r in recs]
-            return None if any(v is None for v in values) else float(np.mean(values))
-
-        rows.append(
-            (
-                mean("bpp"), mean("psnr"), mean("ms_ssim"),
-                mean("encoding_time"), mean("decoding_time"), point,
-            )
-        )  # fmt: skip
-    rows.sort(key=lambda row: row[0])
-    bpp, ps, ms, enc, dec, points = (list(c) for c in zip(*rows))
-    ms_ssim = None if any(v is None for v in ms) else ms  # unmeasured at some point
-    return Curve(name, bpp, ps, ms_ssim, enc, dec, points, description, source="this run")
-
-
-# ---------------------------------------------------------------- anchors
-
-
-def find_anchors_dir(start: Optional[Path] = None) -> Optional[Path]:
-    """``$DCAE_ANCHORS``, else the first ``shared/anchors`` in the current
-    directory or one of its parents; ``None`` if there is none."""
-    env = os.environ.get("DCAE_ANCHORS")
-    if env:
-        return Path(env)
-    here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "shared" / "anchors").is_dir():
-            return d / "shared" / "anchors"
-    return None
-
-
-def load_anchors(directory: Union[str, os.PathLike], dataset: str = "kodak") -> List[Curve]:
-    """Published RD curves of ``dataset`` in ``directory``.
-
-    Reads ``<directory>/<dataset>/*.json`` (CompressAI results format) and the
-    DCAE paper's RD data ``<directory>/dcae-paper-rd.json`` (``{"Kodak":
-    {"bpp", "PSNR"}, "Kodak_MS-SSIM": {"bpp", "MS_SSIM" (dB)}, ...}``), whose
-    curves are named ``"DCAE (paper)"`` (MSE models, PSNR) and
-    ``"DCAE MS-SSIM models (paper)"``.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"anchors directory {d} does not exist")
-    curves = []
-    paper = d / _PAPER_RD_FILE
-    key = _PAPER_KEYS.get(dataset.lower(), dataset)
-    if paper.is_file():
-        data = json.loads(paper.read_text())
-        src = f"{paper.name}[{key}]"
-        if key in data:
-            curves.append(
-                Curve.from_compressai(
-                    {
-                        "name": "DCAE (paper)",
-                        "results": {"bpp": data[key]["bpp"], "psnr-rgb": data[key]["PSNR"]},
-                    },
-                    source=src,
-                )
-            )
-        ms_key = f"{key}_MS-SSIM"
-        if ms_key in data:
-            db = np.asarray(data[ms_key]["MS_SSIM"], dtype=np.float64)
-            curves.append(
-                Curve.from_compressai(
-                    {
-                        "name": "DCAE MS-SSIM models (paper)",
-                        "results": {
-                            "bpp": data[ms_key]["bpp"],
-                            "ms-ssim-rgb": (1.0 - 10.0 ** (-db / 10.0)).tolist(),
-                        },
-                    },
-                    source=f"{paper.name}[{ms_key}]",
-                )
-            )
-    sub = d / dataset.lower()
-    if sub.is_dir():
-        for f in sorted(sub.glob("*.json")):
-            try:
-                curves.append(Curve.from_compressai(json.loads(f.read_text()), source=f.name))
-            except (ValueError, KeyError, TypeError) as e:
-                warnings.warn(f"skipping anchor {f}: {e}", stacklevel=2)
-    return curves
-
-
-# ---------------------------------------------------------------- BD table
 
 
 def _bd(

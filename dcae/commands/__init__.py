@@ -1,1 +1,0 @@
-"""Subcommands of the ``dcae`` command line (one module per command)."""
