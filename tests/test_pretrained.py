@@ -216,3 +216,37 @@ def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
     assert dcae.encode(img) == before
     assert dcae.decode(before).size == img.size
     assert resolve_model()[0] is not resolve_model()[0]
+
+
+def _jpeg_curve(img: Image.Image, x: torch.Tensor):
+    """Pillow JPEG's (bpp, PSNR) on ``img`` over its useful qualities."""
+    points = []
+    for q in range(5, 96, 5):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        dec = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        y = torch.from_numpy(np.array(dec)).permute(2, 0, 1)[None].float() / 255
+        points.append((8 * buf.tell() / (img.width * img.height), psnr(x, y)))
+    return sorted(points)
+
+
+def test_no_shipped_rate_point_is_below_jpeg_on_a_kodak_crop():
+    """The shipped range ends where the model stops beating Pillow's JPEG
+    (issue 22): at every integer quality, the file's PSNR is at least JPEG's
+    at the same size (JPEG's curve interpolated in log-rate) on a Kodak crop
+    shipped with the repository."""
+    photo = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
+    with Image.open(photo) as im:
+        img = im.convert("RGB")
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    jpeg = _jpeg_curve(img, x)
+    lo, hi = quality_range()
+    for q in range(int(lo), int(hi) + 1):
+        data = dcae.encode(img, quality=float(q))
+        y = torch.from_numpy(np.array(dcae.decode(data))).permute(2, 0, 1)[None].float() / 255
+        bpp = 8 * len(data) / (img.width * img.height)
+        rates = [r for r, _ in jpeg]
+        if not rates[0] <= bpp <= rates[-1]:
+            continue  # JPEG cannot code this image at this size
+        ref = float(np.interp(np.log(bpp), np.log(rates), [p for _, p in jpeg]))
+        assert psnr(x, y) >= ref, (q, bpp, psnr(x, y), ref)
