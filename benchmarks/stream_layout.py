@@ -51,14 +51,15 @@ def main() -> None:
     for f in files:
         x = torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
         x = x.permute(2, 0, 1)[None]
-        em.record_params = True
+        recorded: list = []
+        handle = em.register_params_hook(lambda i, m, s, out=recorded: out.append((m, s)))
         with torch.no_grad():
             y = model.g_a(x)
             enc = model.compress(x)
-        em.record_params = False
+        handle.remove()
         shared = len(enc["strings"][0][0])
         per_slice = 0
-        for (means, scales), y_slice in zip(em.recorded_params, y.split(em.slice_sizes, 1)):
+        for (means, scales), y_slice in zip(recorded, y.split(em.slice_sizes, 1)):
             symbols = torch.round(y_slice - means).int().flatten().tolist()
             indexes = em.build_indexes(scales).flatten().tolist()
             coder = BufferedRansEncoder()

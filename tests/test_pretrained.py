@@ -216,3 +216,19 @@ def test_a_shipped_model_cannot_be_changed_by_one_caller_for_another():
     assert dcae.encode(img) == before
     assert dcae.decode(before).size == img.size
     assert resolve_model()[0] is not resolve_model()[0]
+
+
+def test_the_shared_model_is_an_explicit_cache_with_a_clear():
+    from dcae.zoo import shipped
+
+    if not available_qualities():
+        pytest.skip("no shipped weights")
+    first = shipped.shared_model()
+    assert shipped.shared_model() is first  # kept
+    shipped.clear_cache()
+    second = shipped.shared_model()
+    assert second is not first  # read again after the clear
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values())
+    )
