@@ -32,7 +32,8 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's dcae, user_codec
+if __name__ == "__main__":  # a script: this checkout's dcae and tests/user_codec.py
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import dcae  # noqa: E402
 from dcae.format.container import FORMAT_VERSION  # noqa: E402
