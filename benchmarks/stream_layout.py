@@ -9,6 +9,7 @@ does.  This script codes the same symbols both ways and prints the sizes.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from pathlib import Path
 
@@ -24,8 +25,11 @@ from dcae.zoo.shipped import available_qualities, load_pretrained
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", default=str(Path(__file__).resolve().parents[2] / "shared" /
-                                           "datasets" / "kodak"))  # fmt: skip
+    p.add_argument(
+        "--images",
+        default=os.environ.get("DCAE_KODAK", "kodak"),
+        help="folder of the Kodak PNG images (default: $DCAE_KODAK or ./kodak)",
+    )
     p.add_argument("--limit", type=int, default=24)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--quality", type=float, default=None)
