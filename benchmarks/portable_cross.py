@@ -38,6 +38,7 @@ import dcae
 from dcae import DCAEModel, DecodingError, attention_backend
 from dcae.eval.metrics import psnr
 from dcae.format.pixels import image_to_tensor
+from dcae.latent_codecs.coding_mode import CodingMode
 from dcae.layers.fast import fast_mode
 from dcae.zoo import shipped
 
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
                             model.decompress_latent(
                                 enc["strings"],
                                 enc["shape"],
-                                portable=portable,
+                                CodingMode.of(portable=portable),
                                 associated_data=None,
                             )
                             ok = True

@@ -9,6 +9,7 @@ does.  This script codes the same symbols both ways and prints the sizes.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from pathlib import Path
 
@@ -24,8 +25,11 @@ from dcae.zoo.shipped import available_qualities, load_pretrained
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", default=str(Path(__file__).resolve().parents[2] / "shared" /
-                                           "datasets" / "kodak"))  # fmt: skip
+    p.add_argument(
+        "--images",
+        default=os.environ.get("DCAE_KODAK", "kodak"),
+        help="folder of the Kodak PNG images (default: $DCAE_KODAK or ./kodak)",
+    )
     p.add_argument("--limit", type=int, default=24)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--quality", type=float, default=None)
@@ -51,14 +55,15 @@ def main() -> None:
     for f in files:
         x = torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
         x = x.permute(2, 0, 1)[None]
-        em.record_params = True
+        recorded: list = []
+        handle = em.register_params_hook(lambda i, m, s, out=recorded: out.append((m, s)))
         with torch.no_grad():
             y = model.g_a(x)
             enc = model.compress(x)
-        em.record_params = False
+        handle.remove()
         shared = len(enc["strings"][0][0])
         per_slice = 0
-        for (means, scales), y_slice in zip(em.recorded_params, y.split(em.slice_sizes, 1)):
+        for (means, scales), y_slice in zip(recorded, y.split(em.slice_sizes, 1)):
             symbols = torch.round(y_slice - means).int().flatten().tolist()
             indexes = em.build_indexes(scales).flatten().tolist()
             coder = BufferedRansEncoder()

@@ -80,10 +80,9 @@ class DCAEConfig:
         for name in ("feature_dims", "depths", "head_dims"):
             if len(getattr(self, name)) != 3:
                 raise ValueError(f"{name} needs 3 values, got {getattr(self, name)}")
-        for dim, hd in zip(self.feature_dims, self.head_dims):
-            if dim % hd:
-                raise ValueError(f"feature dim {dim} is not a multiple of head dim {hd}")
-        for dim, hd in zip(reversed(self.feature_dims), self.synth_head_dims):
+        analysis = zip(self.feature_dims, self.head_dims)
+        synthesis = zip(reversed(self.feature_dims), self.synth_head_dims)
+        for dim, hd in (*analysis, *synthesis):
             if dim % hd:
                 raise ValueError(f"feature dim {dim} is not a multiple of head dim {hd}")
         if self.N % self.hyper_head_dim:

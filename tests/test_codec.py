@@ -550,3 +550,21 @@ def test_exif_orientation_is_applied_on_reading(small_model, tmp_path):
     assert out.size == (48, 64)
     big = _rotated_jpeg(tmp_path / "big.jpg", 240, 180)
     assert read_image(big).shape == (240, 180, 3)  # dcae eval reads it upright too
+
+
+def test_one_8bit_quantisation_on_tensors_and_arrays():
+    """dcae's one image <-> tensor conversion (dcae.format.pixels): the tensor
+    and the NumPy forms of the 8-bit quantisation agree, half to even, and
+    8-bit levels survive the round trip."""
+    from dcae.format.pixels import from_8bit, rgb_to_tensor, to_8bit_levels, to_uint8_array
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 7, 9, generator=g) * 1.2 - 0.1
+    x[0, 0, 0, :4] = torch.tensor([0.5, 1.5, 2.5, 3.5]) / 255  # ties: half to even
+    assert np.array_equal(tensor_to_uint8(x).numpy(), to_uint8_array(x.numpy()))
+    assert tensor_to_uint8(x)[0, :4, 0].tolist() == [0, 2, 2, 4]
+    levels = torch.randint(0, 256, (9, 7, 3), generator=g, dtype=torch.uint8)
+    back = rgb_to_tensor(levels.numpy())
+    assert torch.equal(back, from_8bit(levels).permute(2, 0, 1)[None])
+    assert torch.equal(to_8bit_levels(back), levels.permute(2, 0, 1)[None].float())
+    assert torch.equal(tensor_to_uint8(back), levels)

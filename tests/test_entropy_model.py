@@ -125,15 +125,16 @@ def test_encoder_decoder_parameters_identical(batch: int) -> None:
     g = torch.Generator().manual_seed(batch)
     side = torch.randn(batch, SIDE, 5, 7, generator=g)
     y = torch.randn(batch, 24, 5, 7, generator=g) * 3
-    em.record_params = True
+    enc_params, dec_params = [], []
+    recorded = enc_params
+    handle = em.register_params_hook(lambda i, means, scales: recorded.append((means, scales)))
     try:
         with torch.no_grad():
             enc = em.compress(y, side)
-            enc_params = list(em.recorded_params)
+            recorded = dec_params
             dec = em.decompress(enc["strings"], enc["shape"], side)
-            dec_params = list(em.recorded_params)
     finally:
-        em.record_params = False
+        handle.remove()
     assert len(enc_params) == len(dec_params) == len(SLICES)
     for i, ((m1, s1), (m2, s2)) in enumerate(zip(enc_params, dec_params)):
         assert torch.equal(m1, m2), f"means of slice {i} differ"

@@ -530,3 +530,15 @@ def test_evaluate_model_leaves_the_callers_model_as_it_was(image_dir, small_mode
     assert next(small_model.parameters()).device.type == "cpu"
     for k, v in small_model.state_dict().items():
         assert torch.equal(v, weights[k]), k
+
+
+def test_anchors_come_from_the_users_folder_only(tmp_path, monkeypatch):
+    """``$DCAE_ANCHORS`` or ``--anchors DIR``; no search of the folders above."""
+    from dcae.eval.anchors import find_anchors_dir
+
+    (tmp_path / "shared" / "anchors").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DCAE_ANCHORS", raising=False)
+    assert find_anchors_dir() is None
+    monkeypatch.setenv("DCAE_ANCHORS", str(tmp_path / "mine"))
+    assert find_anchors_dir() == tmp_path / "mine"

@@ -316,3 +316,13 @@ def test_entry_point_modules_run_only_as_programs():
     body = [n for n in tree.body if not isinstance(n, ast.Expr)]
     assert len(body) == 1 and isinstance(body[0], ast.If)
     assert "__main__" in ast.unparse(body[0].test)
+
+
+def test_docs_and_code_speak_of_the_product():
+    """No path of the development machines (``shared/``) in what a user reads:
+    commands take the user's folders (Kodak, anchors, photos)."""
+    repo = Path(__file__).resolve().parents[1]
+    texts = [repo / "README.md", *repo.glob("docs/**/*.rst"), *repo.glob("docs/_static/*.md")]
+    texts += [*repo.glob("dcae/**/*.py"), *repo.glob("benchmarks/**/*.py")]
+    bad = [str(p.relative_to(repo)) for p in texts if "shared/" in p.read_text()]
+    assert not bad, bad

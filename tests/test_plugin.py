@@ -132,16 +132,18 @@ def test_checkerboard_anchor_and_context_causality() -> None:
     """Anchor parameters of a slice ignore the slice itself; non-anchor
     parameters see its anchors only; later slices see everything."""
     em = make(1, latent_channels=12, slice_sizes=[4, 8], spatial_context="checkerboard")
-    em.record_params = True
+    recorded = []
+    em.register_params_hook(lambda i, means, scales: recorded.append((means, scales)))
     g = torch.Generator().manual_seed(0)
     y = torch.randn(1, 12, 4, 4, generator=g) * 4
     side_params = torch.randn(1, em.side_channels, 4, 4, generator=g)
     anchor, other = checkerboard_masks((4, 4))
 
     def params(y_in):
+        recorded.clear()
         with torch.no_grad():
             em.compress(y_in, side_params)
-        return list(em.recorded_params)  # [(means, scales)] per slice and pass
+        return list(recorded)  # [(means, scales)] per slice and pass
 
     base = params(y)
     assert len(base) == 4  # 2 slices x 2 passes

@@ -66,7 +66,7 @@ def check_cross_decoding(model, image, encode_combos, decode_combos) -> None:
             for backend, n in decode_combos:
                 with attention_backend(backend, model), threads(n):
                     out = model.decompress_latent(
-                        enc["strings"], enc["shape"], portable=True, associated_data=None
+                        enc["strings"], enc["shape"], PORTABLE, associated_data=None
                     )
                 y_hats.append(out["y_hat"])
             assert all(torch.equal(y_hats[0], y) for y in y_hats[1:])
@@ -122,13 +122,13 @@ def test_the_mode_is_part_of_the_string_checks(model, image):
 def test_portable_means_are_on_the_grid_and_cost_little(model):
     x = image_to_tensor(IMAGE)[0]
     em = model.entropy_model
-    em.record_params = True
+    recorded = []
+    handle = em.register_params_hook(lambda i, means, scales: recorded.append((means, scales)))
     try:
         with torch.no_grad():
             portable = model.compress(x, portable=True)
-            recorded = list(em.recorded_params)
     finally:
-        em.record_params = False
+        handle.remove()
     assert recorded and all(m.dtype == torch.float64 for m, _ in recorded)
     for means, _ in recorded:
         scaled = means * 2**PORTABLE_GRID_BITS
@@ -422,11 +422,15 @@ def test_float64_copy_is_reused_until_the_module_changes():
 
 
 def test_paired_first_layers_give_the_same_bits():
-    """The mean and scale networks' first layers computed as one product give
-    bit for bit what each computes alone; a follower called with another
-    tensor than its leader's computes alone."""
+    """The mean and scale networks' first layers computed as one product
+    (:func:`run_pair`) give bit for bit what each computes alone; a paired
+    layer called on its own computes alone, and nothing is kept between calls."""
     from dcae.latent_codecs.float64 import float64_copy
-    from dcae.latent_codecs.float64_layers import _PairedWinogradConv64, pair_first_layers
+    from dcae.latent_codecs.float64_layers import (
+        PairedWinogradConv64,
+        pair_first_layers,
+        run_pair,
+    )
 
     torch.manual_seed(0)
 
@@ -439,11 +443,14 @@ def test_paired_first_layers_give_the_same_bits():
     with torch.no_grad():
         alone = mean(x), scale(x), scale(other)
         assert pair_first_layers(mean, scale)
-        assert isinstance(mean[0], _PairedWinogradConv64)
-        assert torch.equal(mean(x), alone[0]) and torch.equal(scale(x), alone[1])
-        mean(x)  # leaves scale's part of x pending
-        assert torch.equal(scale(other), alone[2])  # another tensor: computed alone
-        assert torch.equal(scale(x), alone[1])  # nothing pending any more: alone
+        assert isinstance(mean[0], PairedWinogradConv64)
+        a, b = run_pair(mean, scale, x)
+        assert torch.equal(a, alone[0]) and torch.equal(b, alone[1])
+        assert torch.equal(mean(x), alone[0]) and torch.equal(scale(other), alone[2])
+        assert not [t for t in vars(mean[0]).values() if isinstance(t, tuple)]  # no pending
+        # an unpaired couple: two calls
+        c, d = run_pair(scale, mean, x)
+        assert torch.equal(c, alone[1]) and torch.equal(d, alone[0])
     assert not pair_first_layers(float64_copy(net()), torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
@@ -479,7 +486,6 @@ def test_only_the_api_takes_portable_and_grid_bits():
         ("entropy_model.py", "decompress"),
         ("dcae.py", "compress"),
         ("dcae.py", "decompress"),
-        ("dcae.py", "decompress_latent"),
     }
     found = set()
     for path in Path(dcae.__file__).parent.rglob("*.py"):

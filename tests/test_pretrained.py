@@ -250,3 +250,19 @@ def test_no_shipped_rate_point_is_below_jpeg_on_a_kodak_crop():
             continue  # JPEG cannot code this image at this size
         ref = float(np.interp(np.log(bpp), np.log(rates), [p for _, p in jpeg]))
         assert psnr(x, y) >= ref, (q, bpp, psnr(x, y), ref)
+
+
+def test_the_shared_model_is_an_explicit_cache_with_a_clear():
+    from dcae.zoo import shipped
+
+    if not available_qualities():
+        pytest.skip("no shipped weights")
+    first = shipped.shared_model()
+    assert shipped.shared_model() is first  # kept
+    shipped.clear_cache()
+    second = shipped.shared_model()
+    assert second is not first  # read again after the clear
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values())
+    )

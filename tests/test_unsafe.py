@@ -280,3 +280,36 @@ def test_a_refused_checkpoint_gives_no_unsafe_advice_and_no_warning(tmp_path, ki
     assert len(lines) == 1 and lines[0].startswith("dcae: error: "), result.stderr
     assert "not a readable PyTorch checkpoint" in lines[0] and "never unpickles" in lines[0]
     assert "False" not in lines[0] and "\x1b" not in lines[0]
+
+
+def test_one_rans_guard_serves_every_decoder():
+    """Every string handed to CompressAI's rANS decoder is padded by
+    ``dcae.latent_codecs.rans.guard`` (#21: three guards with two bounds
+    before): DCAE's y and z decoders, and other models' entropy coders."""
+    import ast
+
+    import dcae
+    from dcae.latent_codecs.rans import GuardedCoder, guard
+
+    seen = []
+
+    class Coder:
+        def decode_with_indexes(self, string, indexes, *args):
+            seen.append(len(string))
+            return [0] * len(indexes)
+
+    GuardedCoder(Coder()).decode_with_indexes(b"\x01\x02\x03", [0] * 10)
+    assert seen == [len(guard(b"\x01\x02\x03", 10))]
+    package = Path(dcae.__file__).parent
+    users = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        if "RansDecoder" in names or "decode_with_indexes" in path.read_text():
+            users.add(path.relative_to(package).as_posix())
+            assert "guard" in names, f"{path.name} decodes rANS without the guard"
+    assert users == {
+        "latent_codecs/slice_coders.py",
+        "latent_codecs/hyper_codec.py",
+        "latent_codecs/rans.py",
+    }

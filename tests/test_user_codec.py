@@ -577,3 +577,14 @@ def test_a_codec_that_cannot_code_the_size_fails_in_one_line(capsys):
     assert "\n" not in message
     assert "WrongFactor.compress failed on the 64x48 image (padding 'minimal'" in message
     assert "Error: " in message and "downsampling_factor" in message
+
+
+def test_a_class_found_in_the_current_folder_leaves_sys_path_unchanged(tmp_path, monkeypatch):
+    """``--model mod:Class`` looks in the current folder too, for that import
+    only: ``sys.path`` is as it was afterwards (#21)."""
+    (tmp_path / "cwd_codec_21.py").write_text((TESTS / "user_codec.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "cwd_codec_21", raising=False)
+    before = list(sys.path)
+    cls = loading.resolve_class("cwd_codec_21:TinyCodec")
+    assert cls.__name__ == "TinyCodec" and sys.path == before

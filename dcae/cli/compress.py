@@ -35,10 +35,8 @@ HELP = "compress images to .dcae files"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae compress``."""
     jobs.add_io_arguments(parser, "compress")
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="model checkpoint (DCAE: dcae or official layout; another codec: with --model)",
+    jobs.add_checkpoint_argument(
+        parser, "model checkpoint (DCAE: dcae or official layout; another codec: with --model)"
     )
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument(
@@ -123,17 +121,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             q, data = quality, encode(img, model=model, quality=args.quality, **options)
         jobs.write_output(dst, lambda out: _write_bytes(out, data), force=args.force)
-        seconds = time.perf_counter() - t0
         pixels = img.width * img.height
         totals["bytes"] += len(data)
         totals["pixels"] += pixels
         if not args.quiet:
             at = "" if q is None else f"quality {q:.4g}, "
-            print(
-                f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, {at}"
-                f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s",
-                file=jobs.report_stream(dst),
-            )
+            jobs.report_file(prefix, src, dst, img, data, pixels, time.perf_counter() - t0, at)
 
     failures = jobs.run_jobs(pairs, is_dir, code_one)
     if is_dir and not args.quiet:

@@ -46,10 +46,8 @@ LOSSLESS_FORMATS: Dict[str, Any] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dcae decompress``."""
     jobs.add_io_arguments(parser, "decompress")
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="model checkpoint that wrote the files (default: the matching shipped model)",
+    jobs.add_checkpoint_argument(
+        parser, "model checkpoint that wrote the files (default: the matching shipped model)"
     )
     jobs.add_model_argument(parser)
     jobs.add_device_argument(parser)
@@ -137,14 +135,9 @@ def run(args: argparse.Namespace) -> int:
         img = decode(data, model=model, max_pixels=max_pixels)
         fmt = _format_for(dst)
         jobs.write_output(dst, lambda out: _save(img, out, fmt), force=args.force)
-        seconds = time.perf_counter() - t0
         if not args.quiet:
-            bpp = 8 * len(data) / (stream.width * stream.height)
-            print(
-                f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, "
-                f"{bpp:.4f} bpp, {len(data)} bytes, {seconds:.2f} s",
-                file=jobs.report_stream(dst),
-            )
+            pixels = stream.width * stream.height
+            jobs.report_file(prefix, src, dst, img, data, pixels, time.perf_counter() - t0)
 
     failures = jobs.run_jobs(pairs, is_dir, code_one)
     if is_dir and not args.quiet:

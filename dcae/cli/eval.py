@@ -96,22 +96,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=list(defaults),
             help=f"Pillow {fmt} qualities, comma-separated, 'none' to skip (default: %(default)s)",
         )
-    parser.add_argument(
-        "--webp-method",
-        type=int,
-        choices=range(7),
-        default=6,
-        metavar="0..6",
-        help="WebP encoder method, 0 fastest .. 6 best (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--avif-speed",
-        type=int,
-        choices=range(11),
-        default=4,
-        metavar="0..10",
-        help="AVIF encoder speed, 0 slowest and best .. 10 fastest (default: %(default)s)",
-    )
+    for option, top, default, what in (
+        ("--webp-method", 6, 6, "WebP encoder method, 0 fastest .. 6 best"),
+        ("--avif-speed", 10, 4, "AVIF encoder speed, 0 slowest and best .. 10 fastest"),
+    ):
+        parser.add_argument(
+            option,
+            type=int,
+            choices=range(top + 1),
+            default=default,
+            metavar=f"0..{top}",
+            help=f"{what} (default: %(default)s)",
+        )
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument(
         "--anchors",

@@ -18,6 +18,7 @@ from ..errors import DCAEError
 
 __all__ = [
     "STDIO",
+    "add_checkpoint_argument",
     "add_common_arguments",
     "add_io_arguments",
     "add_model_argument",
@@ -28,6 +29,7 @@ __all__ = [
     "is_stdio",
     "progress_prefix",
     "read_input",
+    "report_file",
     "report_stream",
     "run_jobs",
     "write_atomic",
@@ -79,6 +81,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, max_pixels_help: str) 
     )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--checkpoint PATH``: the weights of the model to code with."""
+    parser.add_argument("--checkpoint", type=Path, help=help)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -244,6 +251,26 @@ def write_output(dst: Path, write: Callable[[Any], None], *, force: bool = False
     write(buffer)  # complete before anything reaches the pipe
     sys.stdout.buffer.write(buffer.getvalue())
     sys.stdout.buffer.flush()
+
+
+def report_file(
+    prefix: str,
+    src: Path,
+    dst: Path,
+    img: Any,
+    data: bytes,
+    pixels: int,
+    seconds: float,
+    note: str = "",
+) -> None:
+    """The progress line of one coded file: sizes, mode, ``note``, the rate of
+    ``data`` over ``pixels`` and the time (on stderr when the output is
+    standard output)."""
+    print(
+        f"{prefix}{src} -> {dst}: {img.width}x{img.height} {img.mode}, {note}"
+        f"{8 * len(data) / pixels:.4f} bpp, {len(data)} bytes, {seconds:.2f} s",
+        file=report_stream(dst),
+    )
 
 
 def report_stream(dst: Path) -> Any:

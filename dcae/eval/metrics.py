@@ -40,6 +40,8 @@ _WIN_SIGMA = 1.5
 _K1, _K2 = 0.01, 0.03
 
 ArrayLike = Union[Sequence[float], np.ndarray]
+#: the values of one RD curve (rates or qualities)
+Seq = ArrayLike
 
 
 def _as_image_pair(a: Tensor, b: Tensor, differentiable: bool = False) -> Tuple[Tensor, Tensor]:
@@ -341,11 +343,7 @@ def _mean_difference(
 
 
 def bd_rate(
-    rate_anchor: ArrayLike,
-    dist_anchor: ArrayLike,
-    rate_test: ArrayLike,
-    dist_test: ArrayLike,
-    method: str = "cubic",
+    rate_anchor: Seq, dist_anchor: Seq, rate_test: Seq, dist_test: Seq, method: str = "cubic"
 ) -> float:
     """Bjontegaard delta rate: the mean rate difference of the test curve
     against the anchor at equal quality, in percent (negative = the test
@@ -379,11 +377,7 @@ def bd_rate(
 
 
 def bd_psnr(
-    rate_anchor: ArrayLike,
-    dist_anchor: ArrayLike,
-    rate_test: ArrayLike,
-    dist_test: ArrayLike,
-    method: str = "cubic",
+    rate_anchor: Seq, dist_anchor: Seq, rate_test: Seq, dist_test: Seq, method: str = "cubic"
 ) -> float:
     """Bjontegaard delta quality: the mean quality difference of the test curve
     against the anchor at equal rate (dB when the distortion is PSNR; positive

@@ -35,6 +35,7 @@ __all__ = [
     "ImageInput",
     "image_to_tensor",
     "read_rgb",
+    "from_8bit",
     "rgb_to_tensor",
     "tensor_to_uint8",
     "to_8bit_levels",
@@ -150,10 +151,16 @@ def tensor_to_uint8(x_hat: Tensor) -> Tensor:
     return to_8bit_levels(x_hat[0]).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
+def from_8bit(pixels: Tensor) -> Tensor:
+    """Float32 ``k/255`` from 8-bit pixels ``k`` (any layout): the inverse of
+    :func:`to_8bit_levels` on 8-bit images."""
+    return pixels.float().div(255)
+
+
 def rgb_to_tensor(rgb: np.ndarray) -> Tensor:
     """``(1, 3, H, W)`` float32 on 8-bit levels (``k/255``) from ``(H, W, 3)``
     uint8 pixels."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+    return from_8bit(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None])
 
 
 def read_rgb(
@@ -168,7 +175,9 @@ def read_rgb(
 
 
 def to_uint8_array(x_hat: np.ndarray) -> np.ndarray:
-    """:func:`tensor_to_uint8` of a ``(1, 3, H, W)`` float32 array, in NumPy
-    (the same float32 arithmetic, half to even)."""
-    scaled = np.clip(x_hat[0], 0, 1) * np.float32(255)
+    """``(H, W, 3)`` uint8 from a ``(1, 3, H, W)`` float array in ``[0, 1]``:
+    :func:`tensor_to_uint8` in NumPy, the same arithmetic (the decoder's
+    output crosses to the host once, and every later step of
+    :func:`dcae.decode` is NumPy)."""
+    scaled = np.clip(x_hat[0], 0, 1) * x_hat.dtype.type(255)
     return np.ascontiguousarray(np.round(scaled).astype(np.uint8).transpose(1, 2, 0))

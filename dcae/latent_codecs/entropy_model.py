@@ -8,6 +8,7 @@ Einops axis legend: ``b`` batch, ``c`` channels, ``H``/``W`` latent sides.
 
 from __future__ import annotations
 
+import collections
 import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -18,13 +19,14 @@ from compressai.layers import CheckerboardMaskedConv2d
 from compressai.models.utils import conv
 from compressai.registry import register_module
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import DCAEError
 from ..layers.dictionary import DictionaryCrossAttention
 from . import host
 from .coding_mode import FLOAT32, CodingMode
 from .float64 import float64_copy
-from .float64_layers import pair_first_layers
+from .float64_layers import pair_first_layers, run_pair
 from .rounding import QUANTIZERS
 from .slice_coders import Decoder, Encoder, Estimator, SliceCoder
 from .string_checks import check_bytes
@@ -38,6 +40,9 @@ __all__ = [
 
 #: values accepted by ``DCAEEntropyModel(spatial_context=...)``
 SPATIAL_CONTEXTS = (None, "checkerboard")
+
+#: a callback of :meth:`DCAEEntropyModel.register_params_hook`: ``hook(i, means, scales)``
+ParamsHook = Callable[[int, Tensor, Tensor], None]
 
 #: builds one parameter network: ``factory(in_channels, out_channels) -> nn.Module``
 #: mapping ``(b, in_channels, H, W)`` to ``(b, out_channels, H, W)``
@@ -287,16 +292,19 @@ class DCAEEntropyModel(LatentCodec):
                 for i, size in enumerate(self.slice_sizes)
             )
         self.gaussian_conditional = gaussian_conditional or GaussianConditional(None)
-        #: set to True to keep the ``(means, scales)`` of every slice coded by
-        #: the last ``compress``/``decompress`` in ``recorded_params`` (tests, debugging)
-        self.record_params = False
-        self.recorded_params: List[Tuple[Tensor, Tensor]] = []
+        #: the callbacks of :meth:`register_params_hook` (an explicit opt-in)
+        self._params_hooks: Dict[int, ParamsHook] = collections.OrderedDict()
 
-    def _coding_indexes(self, means: Tensor, scales: Tensor) -> Tensor:
-        """CDF indexes of a slice being coded (recording its parameters if asked)."""
-        if self.record_params:
-            self.recorded_params.append((means.detach().clone(), scales.detach().clone()))
-        return self.build_indexes(scales)
+    def register_params_hook(self, hook: ParamsHook) -> RemovableHandle:
+        """Call ``hook(i, means, scales)`` with the Gaussian parameters of every
+        pass of every slice that :meth:`compress` and :meth:`decompress` code
+        (slice ``i``; float64 tensors in portable coding), for tests,
+        debugging and benchmarks, as PyTorch's forward hooks: an explicit
+        opt-in, removed by the returned handle's ``remove()``; not part of the
+        model's state."""
+        handle = RemovableHandle(self._params_hooks)
+        self._params_hooks[handle.id] = hook
+        return handle
 
     # ------------------------------------------------------------------ config
     def support_slices(self, i: int) -> int:
@@ -342,7 +350,8 @@ class DCAEEntropyModel(LatentCodec):
                 b, _, hh, ww = support.shape
                 spatial_ctx = support.new_zeros(b, self.spatial_context_channels(i), hh, ww)
             support = torch.cat([support, spatial_ctx], dim=1)
-        return self.mean_transforms[i](support), self.scale_transforms[i](support)
+        # one call for both nets: paired in a float64 copy (float64_layers.run_pair)
+        return run_pair(self.mean_transforms[i], self.scale_transforms[i], support)
 
     def slice_params(
         self,
@@ -488,13 +497,10 @@ class DCAEEntropyModel(LatentCodec):
         """The model that codes in ``mode``: this one, or for portable coding
         a float64 copy of it (:func:`~dcae.latent_codecs.float64.float64_copy`,
         reused until this model's weights, buffers, submodules or flags
-        change; eager: compiled submodules are unwrapped; shares
-        ``recorded_params`` with this model)."""
+        change; eager: compiled submodules are unwrapped)."""
         if not mode.portable:
             return self
-        em = float64_copy(self, prepare=_pair_mean_and_scale)
-        em.recorded_params = self.recorded_params
-        return em  # type: ignore[return-value]
+        return float64_copy(self, prepare=_pair_mean_and_scale)  # type: ignore[return-value]
 
     @torch.no_grad()
     def compress(
@@ -529,10 +535,9 @@ class DCAEEntropyModel(LatentCodec):
         """
         mode = CodingMode.of(mode, portable, grid_bits)
         self._check_y(y)
-        self.recorded_params.clear()
         em = self.coding_copy(mode)
         y, side_params = mode.cast(y), mode.cast(side_params)
-        coder = Encoder(em, y, mode, associated_data)
+        coder = Encoder(em, y, mode, associated_data, hooks=list(self._params_hooks.values()))
         y_hat = em.run_slices(side_params, (y.shape[2], y.shape[3]), coder, return_y_hat, mode)
         out: Dict[str, Any] = {"strings": [coder.strings()], "shape": tuple(y.shape[1:])}
         if return_y_hat:
@@ -566,9 +571,9 @@ class DCAEEntropyModel(LatentCodec):
         mode = CodingMode.of(mode, portable, grid_bits)
         y_strings = self._check_strings(strings, side_params)
         c, hh, ww = self._check_shape(shape)
-        self.recorded_params.clear()
         em = self.coding_copy(mode)
-        coder = Decoder(em, y_strings, (c, hh, ww), mode, associated_data)
+        hooks = list(self._params_hooks.values())
+        coder = Decoder(em, y_strings, (c, hh, ww), mode, associated_data, hooks=hooks)
         y_hat = em.run_slices(mode.cast(side_params), (hh, ww), coder, mode=mode)
         return {"y_hat": y_hat.to(self.dictionary.dtype)}
 

@@ -39,7 +39,7 @@ def float64_copy(
     The copy is kept (weakly, beside the module, never in its state) and
     reused while the module's state is unchanged: the same submodule and
     tensor objects, the same plain settings of every submodule (train flag,
-    attention backend, ``record_params``, ...), and every parameter and
+    attention backend, ...), and every parameter and
     buffer at the same storage and in-place version.  A training step,
     ``load_state_dict``, ``update()``, ``.to()`` or a swapped submodule makes a
     fresh copy.  A module whose tensors were made under
@@ -82,7 +82,7 @@ class _State:
             )
         except RuntimeError:
             return None
-        # plain settings (train flag, attention backend, record_params, ...)
+        # plain settings (train flag, attention backend, ...)
         flags = tuple(
             tuple((k, v) for k, v in vars(m).items() if isinstance(v, _SETTINGS)) for m in modules
         )

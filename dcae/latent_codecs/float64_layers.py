@@ -7,8 +7,8 @@ on a CPU, where oneDNN has no float64 kernels.
   dense kernels as one product per tap (:class:`DenseConv64`), inputs of
   ``Linear``/``Conv2d`` made contiguous (MKL's float64 products are slow on
   transposed operands);
-- :func:`pair_first_layers`: two layers that read one tensor computed as one
-  product.
+- :func:`pair_first_layers` and :func:`run_pair`: two layers that read one
+  tensor computed as one product, in one explicit call.
 
 Every replacement computes its layer's function up to float64 rounding
 (a few ulps), which is all portable coding assumes of any implementation.
@@ -27,9 +27,11 @@ __all__ = [
     "ContiguousLinear",
     "DenseConv64",
     "DepthwiseConv64",
+    "PairedWinogradConv64",
     "WinogradConv64",
     "pair_first_layers",
     "replace_layers",
+    "run_pair",
 ]
 
 
@@ -259,18 +261,18 @@ def _winograd(x: Tensor, transformed: Tensor, padding: Tuple[int, int]) -> Tenso
 
 
 def pair_first_layers(first: nn.Module, second: nn.Module) -> bool:
-    """Let two networks of a float64 copy that read the same input tensor
+    """Prepare two networks of a float64 copy that read the same input tensor
     (the mean and scale networks of a slice read its support ``[X_i, F_i]``)
-    compute their first 3x3 convolutions (:class:`WinogradConv64`) as one:
-    one input transform and one product of both layers' output channels
-    (13.1 ms for 128 output channels against 2 x 8.0 ms for 64, 352 inputs,
-    one thread; portable coding of the shipped model about 3 % faster).
-    ``first`` computes both when called and hands ``second`` its part if
-    ``second`` is then called with the very same tensor; otherwise ``second``
-    computes alone, so the results never depend on the pairing (they are
-    the same bits: every output channel is the same dot products).  Returns
-    whether the two fit (``nn.Sequential`` networks opening with such layers
-    of one input width and padding)."""
+    for :func:`run_pair`, which computes their first 3x3 convolutions
+    (:class:`WinogradConv64`) as one: one input transform and one product of
+    both layers' output channels (13.1 ms for 128 output channels against
+    2 x 8.0 ms for 64, 352 inputs, one thread; portable coding of the shipped
+    model about 3 % faster).  The first layer of ``first`` becomes a
+    :class:`PairedWinogradConv64`; called on its own it computes its layer
+    alone, so the results never depend on the pairing (they are the same
+    bits: every output channel is the same dot products).  Returns whether
+    the two fit (``nn.Sequential`` networks opening with such layers of one
+    input width and padding)."""
     layers = [n[0] if isinstance(n, nn.Sequential) and len(n) else None for n in (first, second)]
     a, b = layers
     if not (
@@ -280,47 +282,60 @@ def pair_first_layers(first: nn.Module, second: nn.Module) -> bool:
         and a.padding == b.padding
     ):
         return False
-    pair = _Pair(a, b)
-    first[0] = _PairedWinogradConv64(a, pair, leader=True)  # type: ignore[index]
-    second[0] = _PairedWinogradConv64(b, pair, leader=False)  # type: ignore[index]
+    first[0] = PairedWinogradConv64(a, b)  # type: ignore[index]
     return True
 
 
-class _Pair:
-    """The joint kernels of two paired layers, and the part the leader
-    computed for the other with the input it came from (held until taken)."""
+def run_pair(first: nn.Module, second: nn.Module, x: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(first(x), second(x))``, with the first layers of both computed as one
+    product when :func:`pair_first_layers` paired them (the same bits either
+    way): the explicit call that hands both networks their part of one
+    product, so no layer keeps a result for another between calls."""
+    head = first[0] if isinstance(first, nn.Sequential) and len(first) else None
+    if not (
+        isinstance(head, PairedWinogradConv64)
+        and isinstance(second, nn.Sequential)
+        and len(second)
+        and head.partner is second[0]
+    ):
+        return first(x), second(x)
+    a, b = head.both(x)
+    for layer in list(first)[1:]:
+        a = layer(a)
+    for layer in list(second)[1:]:
+        b = layer(b)
+    return a, b
 
-    def __init__(self, a: WinogradConv64, b: WinogradConv64):
-        self.transformed = torch.cat([a.transformed, b.transformed], 1)
-        self.split = a.out_channels
-        self.pending: Optional[Tuple[Tensor, Tensor]] = None
 
+class PairedWinogradConv64(nn.Module):
+    """The first layer of a network paired with another one's
+    (:func:`pair_first_layers`): its own :class:`WinogradConv64` (``layer``),
+    the partner's (``partner``) and both kernels side by side, so that
+    :meth:`both` computes the two layers in one product.  Called on its own,
+    it is ``layer``."""
 
-class _PairedWinogradConv64(nn.Module):
-    """One layer of :func:`pair_first_layers`: the leader or the follower."""
-
-    def __init__(self, layer: WinogradConv64, pair: _Pair, leader: bool):
+    def __init__(self, layer: WinogradConv64, partner: WinogradConv64):
         super().__init__()
         self.layer = layer
-        self.pair = pair
-        self.leader = leader
+        self.partner = partner
+        self.register_buffer(
+            "transformed", torch.cat([layer.transformed, partner.transformed], 1), persistent=False
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        layer, pair = self.layer, self.pair
-        layer.check(x)
-        if self.leader:
-            both = _winograd(x, pair.transformed, layer.padding)
-            y, pair.pending = both[:, : pair.split], (x, both[:, pair.split :])
-        else:
-            pending, pair.pending = pair.pending, None
-            y = (
-                pending[1]
-                if pending is not None and pending[0] is x
-                else _winograd(x, layer.transformed, layer.padding)
-            )
-        if layer.bias is not None:
-            y = y + layer.bias.view(1, -1, 1, 1)
-        return y.contiguous()
+        return self.layer(x)
+
+    def both(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(layer(x), partner(x))`` in one Winograd product."""
+        self.layer.check(x)
+        joint = _winograd(x, self.transformed, self.layer.padding)
+        split = self.layer.out_channels
+        out = []
+        for y, conv in ((joint[:, :split], self.layer), (joint[:, split:], self.partner)):
+            if conv.bias is not None:
+                y = y + conv.bias.view(1, -1, 1, 1)
+            out.append(y.contiguous())
+        return out[0], out[1]
 
 
 def _b_transform(even: Tensor, odd: Tensor, n: int, out: Tensor, last: bool = False) -> None:

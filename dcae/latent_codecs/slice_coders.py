@@ -46,7 +46,7 @@ from .string_checks import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .entropy_model import DCAEEntropyModel
+    from .entropy_model import DCAEEntropyModel, ParamsHook
 
 __all__ = ["Decoder", "Encoder", "Estimator", "SliceCoder"]
 
@@ -113,8 +113,10 @@ class _SymbolCoder(SliceCoder):
         batch: int,
         mode: CodingMode,
         associated_data: bytes = b"",
+        hooks: Sequence[ParamsHook] = (),
     ):
         self.em = em
+        self.hooks = tuple(hooks)
         self.tables = em.coding_tables()
         seed = string_seed(shape, em.slice_sizes, em.passes_per_slice, mode, associated_data)
         self.crc = [seed] * batch
@@ -126,8 +128,12 @@ class _SymbolCoder(SliceCoder):
         self.pass_index = 0
         self.symbols: Optional[np.ndarray] = None
 
-    def _indexes(self, means: Tensor, scales: Tensor) -> Tensor:
-        return self.em._coding_indexes(means, scales)
+    def _indexes(self, i: int, means: Tensor, scales: Tensor) -> Tensor:
+        """CDF indexes of a pass of slice ``i`` (its parameters handed to the
+        hooks first)."""
+        for hook in self.hooks:
+            hook(i, means, scales)
+        return self.em.build_indexes(scales)
 
     def _add(self, i: int, values: np.ndarray) -> np.ndarray:
         """Record the ``(b, n)`` int32 symbols of this pass of slice ``i``;
@@ -162,15 +168,16 @@ class Encoder(_SymbolCoder):
         y: Tensor,
         mode: CodingMode = FLOAT32,
         associated_data: bytes = b"",
+        hooks: Sequence[ParamsHook] = (),
     ):
         shape = (y.shape[1], y.shape[2], y.shape[3])
-        super().__init__(em, shape, y.shape[0], mode, associated_data)
+        super().__init__(em, shape, y.shape[0], mode, associated_data, hooks)
         self.y_slices = y.split(em.slice_sizes, dim=1)
         self.rans = [BufferedRansEncoder() for _ in range(y.shape[0])]
         self.crcs: List[List[int]] = [[] for _ in range(y.shape[0])]
 
     def code(self, i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor]) -> Tensor:
-        indexes = self._indexes(means, scales)
+        indexes = self._indexes(i, means, scales)
         symbols = torch.round(self.y_slices[i] - means)
         sym, idx = (
             (symbols, indexes) if mask is None else (symbols[:, :, mask], indexes[:, :, mask])
@@ -204,8 +211,9 @@ class Decoder(_SymbolCoder):
         shape: Tuple[int, int, int],
         mode: CodingMode = FLOAT32,
         associated_data: bytes = b"",
+        hooks: Sequence[ParamsHook] = (),
     ):
-        super().__init__(em, shape, len(strings), mode, associated_data)
+        super().__init__(em, shape, len(strings), mode, associated_data, hooks)
         n = em.num_slices
         head = check_bytes(n)
         symbols = shape[0] * shape[1] * shape[2]
@@ -232,7 +240,7 @@ class Decoder(_SymbolCoder):
             self.rans.append(dec)
 
     def code(self, i: int, means: Tensor, scales: Tensor, mask: Optional[Tensor]) -> Tensor:
-        indexes = self._indexes(means, scales)
+        indexes = self._indexes(i, means, scales)
         # the pass's device-to-host copy (indexes) and host-to-device copy (symbols)
         idx = host.to_host((indexes if mask is None else indexes[:, :, mask]).flatten(1).int())
         cdfs, lengths, offsets = self.tables

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..config import DCAEConfig, get_config
 from ..latent_codecs import host
-from ..latent_codecs.coding_mode import CodingMode
+from ..latent_codecs.coding_mode import FLOAT32, CodingMode
 from ..latent_codecs.entropy_model import DCAEEntropyModel
 from ..latent_codecs.hyper_codec import ExactHyperLatentCodec
 from ..layers.fast import run_autocast
@@ -253,16 +253,13 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
         self,
         strings: List[List[bytes]],
         shape: Mapping[str, Any],
-        *,
-        mode: Optional[CodingMode] = None,
-        portable: Optional[bool] = None,
-        grid_bits: Optional[int] = None,
+        mode: CodingMode = FLOAT32,
         associated_data: Optional[bytes] = b"",
     ) -> Dict[str, Tensor]:
         """``{"y_hat"}``: the decoded latent (for a variable-rate model, in the
         gained domain, before the inverse gain), what :meth:`decompress` hands
-        ``g_s``; arguments as for :meth:`decompress`."""
-        mode = CodingMode.of(mode, portable, grid_bits)
+        ``g_s``; arguments as for :meth:`decompress` (the coding mode as one
+        :class:`~dcae.latent_codecs.coding_mode.CodingMode`)."""
         y_strings, z_strings, hyper = _check_strings(strings, shape)
         quality = self._recorded_quality(shape)
         image = shape.get("image")
@@ -298,9 +295,8 @@ class DCAEModel(VariableRate, SimpleVAECompressionModel):
                 numerics, another quality, image size or associated data).
             ValueError, TypeError: ``strings`` or ``shape`` are malformed.
         """
-        options = dict(mode=mode, portable=portable, grid_bits=grid_bits)
-        y_hat = self.decompress_latent(strings, shape, associated_data=associated_data, **options)
-        y_hat = y_hat["y_hat"]
+        mode = CodingMode.of(mode, portable, grid_bits)
+        y_hat = self.decompress_latent(strings, shape, mode, associated_data)["y_hat"]
         quality = self._recorded_quality(shape)
         if quality is not None:
             y_hat = y_hat * self.gains(quality, y_hat.shape[0])[1]

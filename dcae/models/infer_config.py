@@ -82,33 +82,33 @@ def _infer(sd: Mapping[str, Tensor]) -> DCAEConfig:
     if side != 2 * m:
         raise ValueError(f"side channels {side} != 2*M={2 * m}")
     equal = len(set(sizes)) == 1
-    return DCAEConfig(
-        image_channels=shape("g_a.0.conv.weight")[1],
-        feature_dims=feats,  # type: ignore[arg-type]
-        depths=depths,  # type: ignore[arg-type]
-        head_dims=tuple(hd),  # type: ignore[arg-type]
-        synthesis_head_dims=None if shd == hd[::-1] else tuple(shd),  # type: ignore[arg-type]
-        window_size=window,
-        N=n,
-        M=m,
-        z_channels=shape(f"{ha}.2.weight")[0],
-        hyper_depth=hyper_depth,
-        hyper_head_dim=hhd,
-        hyper_window_size=hw if hw > 0 else base.hyper_window_size,
-        num_slices=num_slices,
-        slice_sizes=None if equal else sizes,
-        max_support_slices=max_support,
-        dict_entries=dict_entries,
-        dict_heads=heads,
-        dict_dim=dict_dim,
-        msfa_depth=msfa_depth,
-        mlp_ratio=mlp_ratio,
-        entropy_hidden=hidden,
-        lrp=lrp,
-        spatial_context="checkerboard" if checkerboard else None,
-        rate_lambdas=_rate_lambdas(sd),
-        name="inferred",
-    )
+    fields = {
+        "image_channels": shape("g_a.0.conv.weight")[1],
+        "feature_dims": feats,
+        "depths": depths,
+        "head_dims": tuple(hd),
+        "synthesis_head_dims": None if shd == hd[::-1] else tuple(shd),
+        "window_size": window,
+        "N": n,
+        "M": m,
+        "z_channels": shape(f"{ha}.2.weight")[0],
+        "hyper_depth": hyper_depth,
+        "hyper_head_dim": hhd,
+        "hyper_window_size": hw if hw > 0 else base.hyper_window_size,
+        "num_slices": num_slices,
+        "slice_sizes": None if equal else sizes,
+        "max_support_slices": max_support,
+        "dict_entries": dict_entries,
+        "dict_heads": heads,
+        "dict_dim": dict_dim,
+        "msfa_depth": msfa_depth,
+        "mlp_ratio": mlp_ratio,
+        "entropy_hidden": hidden,
+        "lrp": lrp,
+        "spatial_context": "checkerboard" if checkerboard else None,
+        "rate_lambdas": _rate_lambdas(sd),
+    }
+    return DCAEConfig(name="inferred", **fields)
 
 
 def _rate_lambdas(sd: Mapping[str, Tensor]) -> Optional[Tuple[float, ...]]:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import TrainConfig
 from ..errors import DCAEError
 from ..format.images import image_files
-from ..format.pixels import read_rgb
+from ..format.padding import pad_image
+from ..format.pixels import from_8bit, read_rgb
 
 __all__ = ["ImageFolder", "centre_crop", "datasets"]
 
@@ -43,7 +43,7 @@ class ImageFolder:
         return len(self.images)
 
     def batch(self, batch_size: int, patch: int, generator: torch.Generator) -> Tensor:
-        """Random crops (padded by reflection if an image is smaller) with random
+        """Random crops (padded by edge replication if an image is smaller) with random
         horizontal/vertical flips, as floats in [0, 1]."""
         idx = torch.randint(len(self.images), (batch_size,), generator=generator)
         out = []
@@ -51,11 +51,8 @@ class ImageFolder:
             img = self.images[i]
             _, h, w = img.shape
             if h < patch or w < patch:
-                img = F.pad(
-                    img[None].float(),
-                    (0, max(0, patch - w), 0, max(0, patch - h)),
-                    mode="replicate",
-                )[0].to(torch.uint8)
+                grown = (0, max(0, patch - w), 0, max(0, patch - h))  # right and bottom
+                img = pad_image(img[None].float(), grown)[0].to(torch.uint8)
                 _, h, w = img.shape
             top = int(torch.randint(h - patch + 1, (1,), generator=generator))
             left = int(torch.randint(w - patch + 1, (1,), generator=generator))
@@ -66,7 +63,7 @@ class ImageFolder:
             if flips[1] < 0.5:
                 crop = crop.flip(-2)
             out.append(crop)
-        return torch.stack(out).float().div_(255.0)
+        return from_8bit(torch.stack(out))
 
 
 def centre_crop(img: Tensor, size: int) -> Tensor:

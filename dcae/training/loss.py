@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..eval.metrics import ms_ssim_per_sample
+from ..format.pixels import from_8bit
 from ..models.dcae import DCAEModel
 
 __all__ = ["RateDistortionLoss", "evaluate_loss"]
@@ -76,7 +77,7 @@ def evaluate_loss(
     model.eval()
     sums = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0}
     for img in images:
-        x = img[None].float().div(255.0).to(device)
+        x = from_8bit(img[None]).to(device)
         out = model(x) if quality is None else model(x, quality)
         out["x_hat"] = out["x_hat"].clamp(0, 1)
         terms = criterion(out, x)
