@@ -48,7 +48,11 @@ import dcae
 from dcae import DCAEEntropyModel, DCAEModel
 from dcae.config import TrainConfig
 from dcae.latent_codecs import host
-from dcae.latent_codecs.hyper_codec import ExactHyperLatentCodec
+from dcae.latent_codecs.hyper_codec import (
+    ExactHyperLatentCodec,
+    bottleneck_compress,
+    bottleneck_decompress,
+)
 from dcae.layers.attention import BACKENDS
 from dcae.training.loss import RateDistortionLoss
 
@@ -362,3 +366,18 @@ def test_encode_decode_with_a_model_on_fake_cuda(models, portable, monkeypatch) 
     assert all(dev == FAKE for _, dev, _ in transfers.log)
     assert out.size == img.size and out.mode == "RGB"
     assert dcae.codec.read_stream(data).portable is portable
+
+
+def test_compress_z_hat_is_the_decoders_in_value_and_layout() -> None:
+    """``z_hat`` made on the device when compressing equals, bit for bit and in
+    memory layout, what the decoder rebuilds from the strings: ``h_s`` then runs
+    the same kernels on both sides (a channels-last ``z``, as a convolution may
+    return it, once made the side parameters differ by an ulp and the strings
+    fail their checks)."""
+    eb = EntropyBottleneck(8).eval()
+    eb.update(force=True)
+    z = (torch.randn(2, 8, 5, 7) * 4).to(memory_format=torch.channels_last)
+    strings, z_hat = bottleneck_compress(eb, z)
+    decoded = bottleneck_decompress(eb, strings, (5, 7))
+    assert z_hat.is_contiguous() and decoded.is_contiguous()
+    assert torch.equal(z_hat, decoded)

@@ -91,7 +91,9 @@ def bottleneck_compress(eb: EntropyBottleneck, z: Tensor) -> Tuple[List[bytes], 
         enc.encode_with_indexes(sym[i].reshape(-1).tolist(), indexes, cdfs, lengths, offsets)
         strings.append(enc.flush())
     # the decoder's z_hat: its integer symbols (exact in float) plus the medians
-    return strings, (rounded + medians).detach()
+    # contiguous like the decoder's z_hat: convolution kernels follow the memory
+    # layout, and h_s must run the decoder's very arithmetic
+    return strings, (rounded + medians).detach().contiguous()
 
 
 def bottleneck_decompress(
