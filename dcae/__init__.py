@@ -23,9 +23,11 @@ higher ones)::
                      the .dcae container, shape, padding, fingerprint, images
     codec.py         encode/decode (rate_control.py: the target-rate search)
     training/ eval/  dcae train; dcae eval and the metrics
-    cli/             the dcae command line  Only the ``dcae`` console script,
-which starts in :mod:`dcae_cli` and says so there, defers these imports to
-the first use of a public name, so that ``dcae --help`` starts without torch.
+    cli/             the dcae command line
+
+Only the ``dcae`` console script, which starts in :mod:`dcae_cli` and says so
+there, defers these imports to the first use of a public name, so that
+``dcae --help`` starts without torch.
 """
 
 from __future__ import annotations

@@ -326,3 +326,13 @@ def test_docs_and_code_speak_of_the_product():
     texts += [*repo.glob("dcae/**/*.py"), *repo.glob("benchmarks/**/*.py")]
     bad = [str(p.relative_to(repo)) for p in texts if "shared/" in p.read_text()]
     assert not bad, bad
+
+
+def test_tests_mirror_the_package():
+    """``tests/<folder>/`` for a subpackage's tests (``tests/golden``: the
+    golden files); test file names unique (rootdir-relative imports)."""
+    tests = Path(__file__).resolve().parent
+    folders = {d.name for d in tests.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))}
+    assert folders - {"golden"} <= SUBPACKAGES, folders
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names))

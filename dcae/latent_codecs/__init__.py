@@ -5,6 +5,8 @@ concept per module (CompressAI keeps its own in ``compressai.latent_codecs``).
   ``DCAEEntropyModel``
 - :mod:`~dcae.latent_codecs.slice_coders`: its slice coders (estimate, encode, decode)
 - :mod:`~dcae.latent_codecs.string_checks`: the check bytes of its strings
+- :mod:`~dcae.latent_codecs.param_nets`: its mean, scale and residual networks
+- :mod:`~dcae.latent_codecs.spatial_context`: its checkerboard context inside a slice
 - :mod:`~dcae.latent_codecs.hyper_codec`: the hyperprior with exact rounding,
   ``ExactHyperLatentCodec``
 - :mod:`~dcae.latent_codecs.rounding`: rounding around the means (straight-through)

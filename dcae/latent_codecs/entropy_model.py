@@ -16,7 +16,6 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from compressai.latent_codecs import LatentCodec
 from compressai.layers import CheckerboardMaskedConv2d
-from compressai.models.utils import conv
 from compressai.registry import register_module
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -27,48 +26,16 @@ from . import host
 from .coding_mode import FLOAT32, CodingMode
 from .float64 import float64_copy
 from .float64_layers import pair_first_layers, run_pair
+from .param_nets import ParamNetFactory, default_param_net
 from .rounding import QUANTIZERS
 from .slice_coders import Decoder, Encoder, Estimator, SliceCoder
+from .spatial_context import SPATIAL_CONTEXTS, checkerboard_masks
 from .string_checks import check_bytes
 
-__all__ = [
-    "DCAEEntropyModel",
-    "ParamNetFactory",
-    "SPATIAL_CONTEXTS",
-    "checkerboard_masks",
-]
-
-#: values accepted by ``DCAEEntropyModel(spatial_context=...)``
-SPATIAL_CONTEXTS = (None, "checkerboard")
+__all__ = ["DCAEEntropyModel", "ParamsHook"]
 
 #: a callback of :meth:`DCAEEntropyModel.register_params_hook`: ``hook(i, means, scales)``
 ParamsHook = Callable[[int, Tensor, Tensor], None]
-
-#: builds one parameter network: ``factory(in_channels, out_channels) -> nn.Module``
-#: mapping ``(b, in_channels, H, W)`` to ``(b, out_channels, H, W)``
-ParamNetFactory = Callable[[int, int], nn.Module]
-
-
-def checkerboard_masks(hw: Tuple[int, int], device: Optional[torch.device] = None) -> List[Tensor]:
-    """Boolean ``(H, W)`` masks of the anchor (``(h + w)`` even) and
-    non-anchor positions of a checkerboard, in coding order."""
-    hh = torch.arange(hw[0], device=device).view(-1, 1)
-    ww = torch.arange(hw[1], device=device).view(1, -1)
-    anchor = (hh + ww) % 2 == 0
-    return [anchor, ~anchor]
-
-
-def default_param_net(
-    in_channels: int, out_channels: int, hidden: Sequence[int] = (224, 128)
-) -> nn.Sequential:
-    """The paper's parameter network: 3x3 convs ``in -> hidden... -> out``
-    with GELU between layers."""
-    layers: List[nn.Module] = []
-    widths = [in_channels, *hidden]
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [conv(a, b, kernel_size=3, stride=1), nn.GELU()]
-    layers.append(conv(widths[-1], out_channels, kernel_size=3, stride=1))
-    return nn.Sequential(*layers)
 
 
 class DCAEEntropyModel(LatentCodec):

@@ -362,7 +362,7 @@ def test_load_anchors(anchors_dir):
 
 
 def test_load_real_anchors():
-    d = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+    d = Path(__file__).resolve().parents[3] / "shared" / "anchors"
     if not d.is_dir():
         pytest.skip("no shared/anchors on this machine")
     curves = {c.name: c for c in load_anchors(d)}

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from streams import make_stream
 
 import dcae
 from dcae.errors import DCAEError, FormatError, ModelMismatchError
@@ -28,32 +29,6 @@ from dcae.format.shape import (
 from dcae.latent_codecs.coding_mode import PORTABLE
 from dcae.zoo.checkpoints import save_checkpoint
 from dcae.zoo.loading import load_checkpoint
-
-
-def make_stream(
-    height: int = 21, width: int = 37, policy: str = "minimal", multiple: int = 16, **changes
-):
-    multiple = {"official": 128}.get(policy, multiple)
-    pad = policy_padding(policy, height, width, multiple)
-    coded = (height + pad[2] + pad[3], width + pad[0] + pad[1])
-    y, z = latent_shapes(*coded)
-    fields = dict(
-        model_kind="dcae",
-        model_name="small",
-        model_digest=bytes(range(32)),
-        quality=None,
-        width=width,
-        height=height,
-        channels=3,
-        bit_depth=8,
-        padding_policy=policy,
-        pad_multiple=multiple,
-        padding=pad,
-        shape={"y": (96, *y), "hyper": z, "image": coded},
-        strings=(b"y-string", b"zz"),
-    )
-    fields.update(changes)
-    return Bitstream(**fields)
 
 
 def raw_shape(v) -> bytes:

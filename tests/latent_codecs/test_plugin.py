@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dcae import DCAEEntropyModel, DCAEModel
-from dcae.latent_codecs.entropy_model import checkerboard_masks
+from dcae.latent_codecs.spatial_context import checkerboard_masks
 
 TINY: Dict[str, Any] = dict(
     dict_entries=8, dict_dim=16, dict_heads=2, msfa_depth=1, mlp_ratio=1, hidden_channels=(16,)

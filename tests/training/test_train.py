@@ -18,7 +18,7 @@ from dcae.training.loop import train
 from dcae.training.loss import RateDistortionLoss
 from dcae.zoo.loading import load_checkpoint
 
-TRAIN_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train-photos"
+TRAIN_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "train-photos"
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,7 @@ def test_shipped_weights_match_their_manifest_and_cdf_tables():
 
 def test_shipped_model_codes_a_photo_with_rate_and_psnr_growing_with_quality(tmp_path):
     # a natural image shipped with the repository (README's example), via the public API
-    photo = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
+    photo = Path(__file__).resolve().parents[2] / "examples" / "images" / "kodim23_crop.png"
     with Image.open(photo) as im:
         img = im.convert("RGB").crop((0, 0, 192, 160))
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255

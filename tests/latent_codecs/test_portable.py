@@ -17,7 +17,7 @@ from dcae.latent_codecs.coding_mode import PORTABLE, PORTABLE_GRID_BITS, CodingM
 from dcae.layers.fast import fast_mode
 from dcae.zoo import shipped
 
-IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
+IMAGE = Path(__file__).resolve().parents[2] / "examples" / "images" / "kodim23_crop.png"
 BACKENDS = ("reference", "fused", "sdpa")
 
 
@@ -179,7 +179,7 @@ def test_portable_flag_and_grid_in_the_header():
     import struct
     import zlib
 
-    from test_bitstream import make_stream
+    from streams import make_stream
 
     from dcae.errors import FormatError
     from dcae.format.container import FLAG_PORTABLE, pack, unpack
