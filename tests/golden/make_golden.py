@@ -46,9 +46,9 @@ CROP = (176, 112, 224, 144)
 #: name -> how it is encoded
 FILES = {
     "shipped-portable-q2": {"model": "shipped", "quality": 2.0, "portable": True},
-    "shipped-portable-q6.5": {"model": "shipped", "quality": 6.5, "portable": True},
+    "shipped-portable-q4.5": {"model": "shipped", "quality": 4.5, "portable": True},
     "shipped-float32-q2": {"model": "shipped", "quality": 2.0, "portable": False},
-    "shipped-float32-q6.5": {"model": "shipped", "quality": 6.5, "portable": False},
+    "shipped-float32-q4.5": {"model": "shipped", "quality": 4.5, "portable": False},
     "user-codec": {"model": "user", "quality": None, "portable": False},
 }
 USER_CHECKPOINT = "user-codec.pt"
