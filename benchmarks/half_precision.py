@@ -92,6 +92,15 @@ def run(model: DCAEModel, x: Tensor, quality) -> Tuple[Dict, Dict[str, List[Tens
     return out, outputs
 
 
+def record(s: Dict[str, float], a: Tensor, b: Tensor) -> None:
+    """Add one float32 (``a``) / float16 (``b``) output pair to a block's stats."""
+    s["bad"] += int((~torch.isfinite(b)).sum())
+    scale = float(a.abs().max()) or 1.0
+    s["diff"] = max(s["diff"], float((b - a).abs().max()) / scale)
+    s["sum"] += float((b - a).abs().mean()) / scale
+    s["n"] += 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=Path, required=True, help="folder of images (e.g. Kodak)")
@@ -131,23 +140,13 @@ def main(argv=None) -> int:
             for name, outs in blocks_f.items():
                 kind = kind_of(name, dict(ref.named_modules())[name])
                 for a, b in zip(outs, blocks_h[name]):
-                    s = stats[kind]
-                    s["bad"] += int((~torch.isfinite(b)).sum())
-                    scale = float(a.abs().max()) or 1.0
-                    s["diff"] = max(s["diff"], float((b - a).abs().max()) / scale)
-                    s["sum"] += float((b - a).abs().mean()) / scale
-                    s["n"] += 1
+                    record(stats[kind], a, b)
             for key, a, b in (
                 ("likelihoods y", out_f["likelihoods"]["y"], out_h["likelihoods"]["y"].float()),
                 ("likelihoods z", out_f["likelihoods"]["z"], out_h["likelihoods"]["z"].float()),
                 ("x_hat", out_f["x_hat"], out_h["x_hat"].float()),
             ):
-                s = stats[key]
-                s["bad"] += int((~torch.isfinite(b)).sum())
-                scale = float(a.abs().max()) or 1.0
-                s["diff"] = max(s["diff"], float((b - a).abs().max()) / scale)
-                s["sum"] += float((b - a).abs().mean()) / scale
-                s["n"] += 1
+                record(stats[key], a, b)
             n = x.shape[-1] * x.shape[-2]
             for label, out in (("float32", out_f), ("float16", out_h)):
                 bpp = (
