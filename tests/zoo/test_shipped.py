@@ -235,7 +235,7 @@ def test_no_shipped_rate_point_is_below_jpeg_on_a_kodak_crop():
     (issue 22): at every integer quality, the file's PSNR is at least JPEG's
     at the same size (JPEG's curve interpolated in log-rate) on a Kodak crop
     shipped with the repository."""
-    photo = Path(__file__).resolve().parents[1] / "examples" / "images" / "kodim23_crop.png"
+    photo = Path(__file__).resolve().parents[2] / "examples" / "images" / "kodim23_crop.png"
     with Image.open(photo) as im:
         img = im.convert("RGB")
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
