@@ -5,12 +5,11 @@ CDF tables of the packed weights, xz-compressed, and a manifest naming it
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from ..models.dcae import DCAEModel
-from .checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import model_from_checkpoint, read_checkpoint
 from .files import file_sha256, torch_load
 from .packing import pack_state_dict, unpack_state_dict, write_packed
 from .shipped import MANIFEST, WEIGHTS_DIR, clear_cache
@@ -33,23 +32,20 @@ def package_variable_rate(
     ``default_quality`` (default: the model's).  ``name`` (default: the
     config's) also becomes the config's name, which ``.dcae`` files record.
     ``rate_points`` keeps only the first rate points
-    (:meth:`~dcae.DCAEModel.first_rate_points`, packed again from the float
-    weights): the shipped range then ends at quality ``rate_points``.  Other
-    files in ``out_dir`` are left alone; remove older shipped files
-    yourself."""
+    (:meth:`~dcae.DCAEModel.first_rate_points`, before packing): the shipped
+    range then ends at quality ``rate_points``.  Other files in ``out_dir``
+    are left alone; remove older shipped files yourself."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = torch_load(Path(checkpoint), "cpu")
-    model, packed = _packed_model(checkpoint)
+    model = model_from_checkpoint(read_checkpoint(checkpoint), checkpoint)
     if not model.variable_rate:
         raise ValueError(
             f"{checkpoint} holds a single-rate model; dcae ships one variable-rate model"
         )
     if rate_points is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            cut = model_from_checkpoint(read_checkpoint(checkpoint), checkpoint)
-            save_checkpoint(cut.first_rate_points(rate_points), Path(tmp) / "cut.pt")
-            model, packed = _packed_model(Path(tmp) / "cut.pt")
+        model = model.first_rate_points(rate_points)
+    packed = _pack(model)
     if name is not None:
         model.config = model.config.replace(name=name)
     lo, hi = model.quality_range
@@ -73,17 +69,16 @@ def package_variable_rate(
     return _write_manifest(out_dir, manifest)
 
 
-def _packed_model(checkpoint: Union[str, Path]) -> Tuple[DCAEModel, Dict[str, Any]]:
-    """``(model, packed state)``: the checkpoint's weights packed to int8, the
-    model holding exactly those weights and the CDF tables built from them."""
-    model = model_from_checkpoint(read_checkpoint(checkpoint), checkpoint)
+def _pack(model: DCAEModel) -> Dict[str, Any]:
+    """``model``'s weights packed to int8; ``model`` then holds exactly those
+    weights and the CDF tables built from them."""
     packed = pack_state_dict(model.state_dict())
     model.load_state_dict(unpack_state_dict(packed))
     model.update(force=True)  # CDF tables of the int8-rounded weights
     for k, v in model.state_dict().items():
         if not isinstance(packed.get(k), Mapping):  # buffers, small tensors
             packed[k] = v.detach().clone()
-    return model, packed
+    return packed
 
 
 def _write_manifest(out_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Any]:
