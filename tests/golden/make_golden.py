@@ -20,11 +20,13 @@ wrote them (same torch and CPU capability).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -77,34 +79,38 @@ def model_for(entry: dict):
     return model
 
 
-def encode(entry: dict, image: Image.Image) -> bytes:
-    """The bytes of a golden file (one thread, the default attention backend)."""
+@contextlib.contextmanager
+def canonical(entry: dict) -> Iterator[Any]:
+    """The entry's model, coding with one thread and, for the shipped model,
+    the default attention backend."""
     model = model_for(entry)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if entry["model"] == "shipped":
-            with attention_backend("auto", model):
-                return dcae.encode(
-                    image, model=model, quality=entry["quality"], portable=entry["portable"]
-                )
-        return dcae.encode(image, model=model)
+        with (
+            attention_backend("auto", model)
+            if entry["model"] == "shipped"
+            else (contextlib.nullcontext())
+        ):
+            yield model
     finally:
         torch.set_num_threads(threads)
+
+
+def encode(entry: dict, image: Image.Image) -> bytes:
+    """The bytes of a golden file."""
+    with canonical(entry) as model:
+        if entry["model"] == "shipped":
+            return dcae.encode(
+                image, model=model, quality=entry["quality"], portable=entry["portable"]
+            )
+        return dcae.encode(image, model=model)
 
 
 def decode(entry: dict, data: bytes) -> np.ndarray:
-    """The pixels a golden file decodes to (one thread, the default backend)."""
-    model = model_for(entry)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if entry["model"] == "shipped":
-            with attention_backend("auto", model):
-                return np.asarray(dcae.decode(data, model=model))
+    """The pixels a golden file decodes to."""
+    with canonical(entry) as model:
         return np.asarray(dcae.decode(data, model=model))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fit_user_codec(image: Image.Image, steps: int = 400):
