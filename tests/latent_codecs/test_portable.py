@@ -504,3 +504,41 @@ def test_decompress_accepts_the_mode_itself(model, image):
         by_keywords = model.decompress(out["strings"], out["shape"], portable=True)["x_hat"]
         assert out["strings"] == model.compress(image, portable=True)["strings"]
     assert torch.equal(by_mode, by_keywords)
+
+
+def test_float64_copy_follows_writes_through_data():
+    """A write through ``.data`` (EMA code, ``p.data.copy_``) leaves the
+    parameter's version counter unchanged; the copy must still follow it, and
+    a portable stream of the changed model equals a fresh model's."""
+    from dcae.latent_codecs.float64 import float64_copy
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    first = float64_copy(net)
+    version = net[0].weight._version
+    net[0].weight.data.add_(1e-3)
+    assert net[0].weight._version == version  # the case a version key misses
+    second = float64_copy(net)
+    assert second is not first
+    with torch.no_grad():
+        assert torch.equal(second(x), torch.nn.functional.linear(
+            x, net[0].weight.double(), net[0].bias.double()
+        ))  # fmt: skip
+        assert float64_copy(net) is second  # unchanged values: kept
+
+
+def test_portable_strings_follow_writes_through_data(small_model):
+    import copy
+
+    model = copy.deepcopy(small_model)
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.compress(x, portable=True)  # keeps a float64 copy
+        for p in model.latent_codec.y.parameters():
+            p.data.mul_(1.5)
+        fresh = copy.deepcopy(model)  # no kept copy
+        assert (
+            model.compress(x, portable=True)["strings"]
+            == fresh.compress(x, portable=True)["strings"]
+        )
